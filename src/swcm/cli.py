@@ -1,0 +1,126 @@
+"""Command line: `swcm build` (more subcommands come with pretraining, fine-tuning and serving)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+from .configuration_swcm import DECODER_INITS, NORMAL_INITS
+from .tokenization import DEFAULT_LANG_TAGS
+
+
+@dataclass
+class BuildArgs:
+    """Arguments of `swcm build`."""
+
+    encoder: str
+    """Pretrained encoder: a local directory or a hub id (XLM-R / BERT family)."""
+    out: Path
+    """Directory to write the model and tokenizer to."""
+    normal_every: int = 3
+    """Insert one normal layer after every N custom layers (0: none, the BASE-A ablation)."""
+    decoder_init: str = "shared"
+    """'shared': custom layers copy the encoder's layers (XLM-SWCM); 'random': nothing copied."""
+    normal_init: str = "random"
+    """'random', or 'copy-previous': each normal layer copies the custom layer before it (BASE-B)."""
+    tie_lm_head: bool = False
+    """Tie the LM head to the word embeddings (the paper unties them)."""
+    lang_tags: str = ",".join(DEFAULT_LANG_TAGS)
+    """Comma-separated language codes whose tags (<bo> ...) are added to the vocabulary."""
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict[str, Sequence[str]]) -> None:
+    docs = _field_docs(cls)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        required = f.default is MISSING and f.default_factory is MISSING
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=docs.get(f.name))
+        else:
+            kind = {"int": int, "Path": Path}.get(str(f.type), str)
+            parser.add_argument(
+                flag,
+                type=kind,
+                required=required,
+                default=None if required else f.default,
+                choices=choices.get(f.name),
+                help=docs.get(f.name),
+            )
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """The one-line docstrings written under each dataclass field."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = nxt.value.value
+    return docs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build an XLM-SWCM model from a pretrained encoder")
+    _add_dataclass_arguments(build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS})
+    return parser
+
+
+def layout_string(layer_types: Sequence[str]) -> str:
+    return " ".join(t[0].upper() for t in layer_types)
+
+
+def run_build(args: BuildArgs) -> str:
+    from .modeling_swcm import SWCMForConditionalGeneration
+    from .weight_sharing import copy_previous_plan, weight_sharing_plan
+
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(
+        args.encoder,
+        normal_every=args.normal_every,
+        decoder_init=args.decoder_init,
+        normal_init=args.normal_init,
+        tie_lm_head=args.tie_lm_head,
+        lang_tags=[c for c in args.lang_tags.split(",") if c.strip()],
+        return_tokenizer=True,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    counts = model.parameter_counts()
+    config = model.config
+    lines = [
+        f"built XLM-SWCM from {args.encoder} -> {args.out}",
+        f"decoder layout ({len(config.decoder_layer_types)} layers): {layout_string(config.decoder_layer_types)}",
+        f"parameters: encoder {counts['encoder']:,} | decoder {counts['decoder']:,} | "
+        f"lm_head {counts['lm_head']:,}{' (tied)' if config.tie_word_embeddings else ''} | total {counts['total']:,}",
+        f"copied from the encoder: {len(weight_sharing_plan(model))} tensors (decoder_init={config.decoder_init}); "
+        f"copied from the previous layer: {len(copy_previous_plan(model))} tensors (normal_init={config.normal_init})",
+        f"language tags: {' '.join(f'<{c}>={i}' for c, i in config.lang_tag_ids.items())}; vocab {config.vocab_size:,}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .encoders import EncoderError
+
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        if ns.command == "build":
+            args = BuildArgs(**{f.name: getattr(ns, f.name) for f in fields(BuildArgs)})
+            print(run_build(args))
+    except (EncoderError, ValueError) as err:
+        print(f"swcm {ns.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

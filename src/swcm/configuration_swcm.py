@@ -1,0 +1,143 @@
+"""Configuration of XLM-SWCM: a pretrained encoder plus a decoder initialised from its weights."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+CUSTOM = "custom"
+NORMAL = "normal"
+LAYER_TYPES = (CUSTOM, NORMAL)
+DECODER_INITS = ("shared", "random")
+NORMAL_INITS = ("random", "copy-previous")
+LAYER_NORM_POSITIONS = ("post", "pre")
+
+
+def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[str]:
+    """The paper's layout: one normal layer after every `normal_every` custom layers, none after the last group.
+
+    >>> " ".join(t[0].upper() for t in decoder_layer_types(12, 3))
+    'C C C N C C C N C C C N C C C'
+    """
+    if num_custom_layers < 1:
+        raise ValueError(f"num_custom_layers must be >= 1, got {num_custom_layers}")
+    if normal_every < 0:
+        raise ValueError(f"normal_every must be >= 0 (0 = no normal layers), got {normal_every}")
+    types: list[str] = []
+    for i in range(num_custom_layers):
+        types.append(CUSTOM)
+        is_last = i == num_custom_layers - 1
+        if normal_every and (i + 1) % normal_every == 0 and not is_last:
+            types.append(NORMAL)
+    return types
+
+
+class SWCMConfig(PreTrainedConfig):
+    r"""Configuration of [`SWCMForConditionalGeneration`].
+
+    The encoder is described by its own config (`encoder`, an XLM-R / BERT family config). The decoder has the
+    encoder's sizes; its depth and kind of each layer come from `decoder_layer_types`, a list of "custom"
+    (self-attn -> FFN1 -> cross-attn -> FFN2) and "normal" (self-attn -> cross-attn -> FFN) layers.
+
+    Args:
+        encoder: config of the pretrained encoder (dict or PreTrainedConfig).
+        decoder_layer_types: kind of each decoder layer, "custom" or "normal".
+        decoder_layer_norm: "post" (BERT / XLM-R style, the default) or "pre" layer norm in decoder sublayers.
+        decoder_init: how the decoder was initialised ("shared" from the encoder, or "random"); recorded for
+            `weight_sharing_plan`.
+        normal_init: how normal layers were initialised ("random" or "copy-previous").
+        release_compat: reproduce the authors' released layer code (no residual around custom self-attention,
+            one LayerNorm shared by a normal layer's two attentions); only for converted release weights.
+        lang_tags: language codes whose tags (`<bo>` ...) the vocabulary holds.
+        lang_tag_ids: token id of each language tag, by code.
+        vocab_size: rows of the shared embedding matrix and of the LM head.
+        tie_word_embeddings: tie the LM head to the shared word embeddings (default: untied, as in the paper).
+    """
+
+    model_type: ClassVar[str] = "swcm"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "encoder": SubConfigSpec(config_class=AutoConfig, model_type="xlm-roberta"),
+    }
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["past_key_values"]
+
+    encoder: PreTrainedConfig | dict | None = None
+    decoder_layer_types: list[str] | None = None
+    decoder_layer_norm: str = "post"
+    decoder_init: str = "shared"
+    normal_init: str = "random"
+    release_compat: bool = False
+    lang_tags: list[str] | None = None
+    lang_tag_ids: dict[str, int] | None = None
+    vocab_size: int | None = None
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    is_encoder_decoder: bool = True
+    use_cache: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        enc = self.encoder
+        if self.decoder_layer_types is None:
+            self.decoder_layer_types = decoder_layer_types(enc.num_hidden_layers, 3)
+        self.decoder_layer_types = list(self.decoder_layer_types)
+        self.lang_tags = list(self.lang_tags or [])
+        self.lang_tag_ids = {str(k): int(v) for k, v in (self.lang_tag_ids or {}).items()}
+        if self.vocab_size is None:
+            self.vocab_size = enc.vocab_size
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(enc, name, None))
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id
+        self.validate_swcm()
+
+    def validate_swcm(self) -> None:
+        """Fail with one line on an inconsistent configuration."""
+        bad = [t for t in self.decoder_layer_types if t not in LAYER_TYPES]
+        if bad or not self.decoder_layer_types:
+            raise ValueError(
+                f"decoder_layer_types must be a non-empty list of {LAYER_TYPES}, got {self.decoder_layer_types}"
+            )
+        for name, allowed in (
+            ("decoder_layer_norm", LAYER_NORM_POSITIONS),
+            ("decoder_init", DECODER_INITS),
+            ("normal_init", NORMAL_INITS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.vocab_size < self.encoder.vocab_size:
+            raise ValueError(f"vocab_size {self.vocab_size} is smaller than the encoder's {self.encoder.vocab_size}")
+        missing = [t for t in self.lang_tags if t not in self.lang_tag_ids]
+        if missing:
+            raise ValueError(f"lang_tags {missing} have no entry in lang_tag_ids")
+
+    # Sizes of the decoder are the encoder's (the decoder is initialised from it).
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.hidden_size
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.encoder.num_attention_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        # What generation's cache reads: one cache slot per decoder layer.
+        return len(self.decoder_layer_types)
+
+    @property
+    def num_custom_layers(self) -> int:
+        return self.decoder_layer_types.count(CUSTOM)
+
+    def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
+        # The base class would rename `decoder_*` fields of a flat encoder-decoder config (decoder_layer_types ->
+        # layer_types), which the KV cache then misreads as attention kinds. This config is already the decoder's.
+        return self
+
+
+__all__ = ["SWCMConfig", "decoder_layer_types", "CUSTOM", "NORMAL"]

@@ -1,0 +1,112 @@
+"""Which pretrained encoders swcm can build on, and how to load one (config, weights, tokenizer) with checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertModel,
+    CamembertModel,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RobertaModel,
+    XLMRobertaModel,
+)
+from transformers.utils import logging as hf_logging
+
+# Encoders whose layers have the BERT layout that the weight map expects (attention.self.{query,key,value},
+# attention.output.{dense,LayerNorm}, intermediate.dense, output.{dense,LayerNorm}), post-LN.
+# CINO, multilingual-e5 and XLM-R are "xlm-roberta"; mBERT and LaBSE are "bert".
+ENCODER_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "bert": BertModel,
+    "xlm-roberta": XLMRobertaModel,
+    "roberta": RobertaModel,
+    "camembert": CamembertModel,
+}
+# RoBERTa-style embeddings number positions from padding_idx + 1; BERT from 0.
+_PADDING_OFFSET_POSITIONS = {"xlm-roberta", "roberta", "camembert"}
+# Checkpoint keys that an encoder-only model legitimately leaves behind (pooler, MLM / NSP heads).
+IGNORABLE_ENCODER_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.")
+
+
+class EncoderError(ValueError):
+    """An encoder that cannot be used: missing, unreadable or of an unsupported architecture."""
+
+
+def supported_encoder_types() -> str:
+    return ", ".join(sorted(ENCODER_CLASSES))
+
+
+def first_decoder_position_id(encoder_config: PreTrainedConfig) -> int:
+    """Position id of the first decoder token, as the encoder's own embeddings number positions."""
+    if encoder_config.model_type in _PADDING_OFFSET_POSITIONS:
+        return encoder_config.pad_token_id + 1
+    return 0
+
+
+def encoder_class(encoder_config: PreTrainedConfig) -> type[PreTrainedModel]:
+    try:
+        return ENCODER_CLASSES[encoder_config.model_type]
+    except KeyError:
+        raise EncoderError(
+            f"encoder model_type {encoder_config.model_type!r} is not supported; "
+            f"supported: {supported_encoder_types()} (XLM-R / BERT family, e.g. CINO, mBERT, LaBSE, multilingual-e5)"
+        ) from None
+
+
+def resolve_encoder(name_or_path: str | os.PathLike) -> str:
+    """Return a loadable local path or hub id; a missing local path is an error naming it."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise EncoderError(f"encoder path {name!r} has no config.json (expected a saved transformers model)")
+        return str(path)
+    # A hub id is "name" or "owner/name"; anything else (absolute, relative with ./, deeper) is a path.
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name:
+        raise EncoderError(f"encoder path {name!r} does not exist")
+    return name
+
+
+def load_encoder_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
+    source = resolve_encoder(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EncoderError(f"cannot load encoder config {source!r}: {first}") from None
+    encoder_class(config)  # fail early on an unsupported architecture
+    return config
+
+
+def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
+    """Load pretrained encoder weights, failing on any missing key and on unexpected keys other than heads."""
+    config = load_encoder_config(name_or_path)
+    cls = encoder_class(config)
+    # transformers' own load report would list the pooler as unexpected; the check below is ours, and stricter.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(
+            resolve_encoder(name_or_path), add_pooling_layer=False, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(IGNORABLE_ENCODER_KEY_PREFIXES)]
+    problems = {"missing": list(info["missing_keys"]), "unexpected": unexpected, "mismatched": info["mismatched_keys"]}
+    if any(problems.values()):
+        raise EncoderError(f"encoder {name_or_path!r} weights do not match {cls.__name__}: {problems}")
+    return model
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    source = resolve_encoder(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EncoderError(f"cannot load the tokenizer of encoder {source!r}: {first}") from None

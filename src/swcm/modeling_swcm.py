@@ -1,0 +1,547 @@
+"""XLM-SWCM: a pretrained multilingual encoder and a decoder initialised from the encoder's own weights.
+
+Read top-down: attention, feed-forward, decoder layer (custom / normal), decoder, model, generation head.
+The encoder is the pretrained transformers model itself (XLM-R / BERT family) and runs with its attention mask.
+The decoder embeds its tokens with the encoder's embedding module (shared word + position embeddings).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+
+from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, decoder_layer_types
+from .encoders import encoder_class, first_decoder_position_id, load_encoder, load_tokenizer
+from .tokenization import (
+    DEFAULT_LANG_TAGS,
+    add_lang_tags,
+    end_token_id,
+    init_lang_tag_embeddings,
+    lang_code,
+    start_token_id,
+)
+from .weight_sharing import copy_previous_plan, copy_weights, weight_sharing_plan
+
+
+def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool "may attend" mask -> additive float mask (0 or the dtype's minimum; never -inf, so no NaN rows)."""
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+class SWCMAttention(nn.Module):
+    """Multi-head attention with BERT's projections; self-attention (cached per step) or cross-attention
+    (keys / values of the encoder output computed once per generation and kept in the cache)."""
+
+    def __init__(self, config: SWCMConfig, layer_idx: int, is_cross_attention: bool):
+        super().__init__()
+        hidden = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        if hidden % self.num_heads:
+            raise ValueError(f"hidden_size {hidden} is not a multiple of num_attention_heads {self.num_heads}")
+        self.head_dim = hidden // self.num_heads
+        self.layer_idx = layer_idx
+        self.is_cross_attention = is_cross_attention
+        self.dropout = config.encoder.attention_probs_dropout_prob
+        self.q_proj = nn.Linear(hidden, hidden)
+        self.k_proj = nn.Linear(hidden, hidden)
+        self.v_proj = nn.Linear(hidden, hidden)
+        self.out_proj = nn.Linear(hidden, hidden)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        past_key_values: EncoderDecoderCache | None = None,
+    ) -> torch.Tensor:
+        query = self._heads(self.q_proj(hidden_states))
+        if not self.is_cross_attention:
+            key = self._heads(self.k_proj(hidden_states))
+            value = self._heads(self.v_proj(hidden_states))
+            if past_key_values is not None:
+                key, value = past_key_values.self_attention_cache.update(key, value, self.layer_idx)
+        elif past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
+            cached = past_key_values.cross_attention_cache.layers[self.layer_idx]
+            key, value = cached.keys, cached.values
+        else:
+            key = self._heads(self.k_proj(key_value_states))
+            value = self._heads(self.v_proj(key_value_states))
+            if past_key_values is not None:
+                key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
+                past_key_values.is_updated[self.layer_idx] = True
+        out = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal and attention_mask is None,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(*hidden_states.shape[:-1], -1))
+
+
+class SWCMFeedForward(nn.Module):
+    """BERT's FFN: intermediate.dense -> activation -> output.dense."""
+
+    def __init__(self, config: SWCMConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.encoder.intermediate_size)
+        self.act = ACT2FN[config.encoder.hidden_act]
+        self.fc2 = nn.Linear(config.encoder.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+# Each layer kind is its sequence of residual sublayers; "*attn" names are attentions, the others FFNs.
+SUBLAYERS: dict[str, tuple[str, ...]] = {
+    CUSTOM: ("self_attn", "ffn1", "cross_attn", "ffn2"),
+    NORMAL: ("self_attn", "cross_attn", "ffn"),
+}
+
+
+class SWCMDecoderLayer(GradientCheckpointingLayer):
+    """A custom (self-attn -> FFN1 -> cross-attn -> FFN2) or normal (self-attn -> cross-attn -> FFN) layer.
+
+    Every sublayer has its own LayerNorm (`<name>_layer_norm`) and a residual, post-LN like BERT / XLM-R or pre-LN.
+    With `release_compat`, the authors' released computation: custom layers add no residual around self-attention,
+    and a normal layer's two attentions share `self_attn_layer_norm` (it has no `cross_attn_layer_norm`).
+    """
+
+    def __init__(self, config: SWCMConfig, layer_idx: int):
+        super().__init__()
+        self.kind = config.decoder_layer_types[layer_idx]
+        self.sublayers = SUBLAYERS[self.kind]
+        self.pre_norm = config.decoder_layer_norm == "pre"
+        self.release_compat = config.release_compat
+        self.dropout = nn.Dropout(config.encoder.hidden_dropout_prob)
+        eps = config.encoder.layer_norm_eps
+        for name in self.sublayers:
+            if name.endswith("attn"):
+                block = SWCMAttention(config, layer_idx, is_cross_attention=name == "cross_attn")
+            else:
+                block = SWCMFeedForward(config)
+            setattr(self, name, block)
+            if not self._shares_norm(name):
+                setattr(self, f"{name}_layer_norm", nn.LayerNorm(config.hidden_size, eps=eps))
+
+    def _shares_norm(self, name: str) -> bool:
+        return self.release_compat and self.kind == NORMAL and name == "cross_attn"
+
+    def _norm(self, name: str) -> nn.LayerNorm:
+        return getattr(self, "self_attn_layer_norm" if self._shares_norm(name) else f"{name}_layer_norm")
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        self_attn_mask: torch.Tensor | None = None,
+        cross_attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        past_key_values: EncoderDecoderCache | None = None,
+    ) -> torch.Tensor:
+        for name in self.sublayers:
+            norm = self._norm(name)
+            residual = hidden_states
+            if self.pre_norm:
+                hidden_states = norm(hidden_states)
+            if name == "self_attn":
+                out = self.self_attn(
+                    hidden_states, attention_mask=self_attn_mask, is_causal=is_causal, past_key_values=past_key_values
+                )
+            elif name == "cross_attn":
+                out = self.cross_attn(
+                    hidden_states,
+                    key_value_states=encoder_hidden_states,
+                    attention_mask=cross_attn_mask,
+                    past_key_values=past_key_values,
+                )
+            else:
+                out = getattr(self, name)(hidden_states)
+            out = self.dropout(out)
+            no_residual = self.release_compat and self.kind == CUSTOM and name == "self_attn"
+            hidden_states = out if no_residual else residual + out
+            if not self.pre_norm:
+                hidden_states = norm(hidden_states)
+        return hidden_states
+
+
+class SWCMDecoder(nn.Module):
+    """The stack of decoder layers, laid out by `config.decoder_layer_types`; builds the attention masks."""
+
+    def __init__(self, config: SWCMConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(SWCMDecoderLayer(config, j) for j in range(len(config.decoder_layer_types)))
+        # Pre-LN stacks end un-normalised; post-LN layers already end in a LayerNorm.
+        pre_norm = config.decoder_layer_norm == "pre"
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, config.encoder.layer_norm_eps) if pre_norm else None
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        past_length: int = 0,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        length = inputs_embeds.shape[1]
+        dtype, device = inputs_embeds.dtype, inputs_embeds.device
+        # Self-attention: causal over past + current positions, and the padding in `attention_mask` if given.
+        self_mask, is_causal = None, False
+        if attention_mask is not None or (length > 1 and past_length > 0):
+            positions = torch.arange(past_length, past_length + length, device=device)
+            keep = positions[:, None] >= torch.arange(past_length + length, device=device)[None, :]
+            keep = keep[None, None]
+            if attention_mask is not None:
+                if attention_mask.shape[-1] != past_length + length:
+                    raise ValueError(
+                        f"decoder_attention_mask covers {attention_mask.shape[-1]} positions, "
+                        f"expected {past_length + length} (past {past_length} + current {length})"
+                    )
+                keep = keep & attention_mask[:, None, None, :].bool()
+            self_mask = _additive_mask(keep, dtype)
+        elif length > 1:
+            is_causal = True
+        cross_mask = None
+        if encoder_attention_mask is not None:
+            cross_mask = _additive_mask(encoder_attention_mask[:, None, None, :].bool(), dtype)
+
+        hidden_states = inputs_embeds
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                encoder_hidden_states,  # positional, for gradient checkpointing
+                self_attn_mask=self_mask,
+                cross_attn_mask=cross_mask,
+                is_causal=is_causal,
+                past_key_values=past_key_values,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states, all_hidden_states
+
+
+class SWCMPreTrainedModel(PreTrainedModel):
+    config_class = SWCMConfig
+    config: SWCMConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["SWCMDecoderLayer", "BertLayer", "XLMRobertaLayer", "RobertaLayer", "CamembertLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def _init_weights(self, module):
+        # Random (not copied) decoder weights use the encoder's initializer range.
+        std = self.config.encoder.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+
+class SWCMModel(SWCMPreTrainedModel):
+    """Encoder (the pretrained model) + decoder, without the LM head."""
+
+    def __init__(self, config: SWCMConfig):
+        super().__init__(config)
+        self.encoder = encoder_class(config.encoder)(config.encoder, add_pooling_layer=False)
+        if self.encoder.config.vocab_size != config.vocab_size:
+            self.encoder.resize_token_embeddings(config.vocab_size, mean_resizing=False)
+        self.decoder = SWCMDecoder(config)
+        self.first_position_id = first_decoder_position_id(config.encoder)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def get_encoder(self, modality: str | None = None):
+        return self.encoder
+
+    def embed_decoder_inputs(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, past_length: int
+    ) -> torch.Tensor:
+        """The encoder's embedding module (word + position + LayerNorm) on decoder tokens at their true positions."""
+        reference = input_ids if input_ids is not None else inputs_embeds
+        length = reference.shape[1]
+        start = self.first_position_id + past_length
+        limit = self.config.encoder.max_position_embeddings
+        if start + length > limit:
+            raise ValueError(
+                f"decoder position {start + length - 1} is past the encoder's {limit} position embeddings "
+                f"(at most {limit - self.first_position_id} decoder tokens)"
+            )
+        position_ids = torch.arange(start, start + length, device=reference.device)[None, :]
+        return self.encoder.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | Sequence[torch.Tensor] | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Seq2SeqModelOutput:
+        if output_attentions:
+            raise NotImplementedError("SWCM decoder layers use fused SDPA and do not return attention weights")
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                inputs_embeds=inputs_embeds,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+            )
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels")
+
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if past_key_values is not None and not isinstance(past_key_values, EncoderDecoderCache):
+            raise TypeError(f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}")
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+
+        hidden_states, decoder_hidden_states = self.decoder(
+            self.embed_decoder_inputs(decoder_input_ids, decoder_inputs_embeds, past_length),
+            encoder_outputs.last_hidden_state,
+            attention_mask=decoder_attention_mask,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values if use_cache else None,
+            past_length=past_length,
+            output_hidden_states=bool(output_hidden_states),
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=hidden_states,
+            past_key_values=past_key_values if use_cache else None,
+            decoder_hidden_states=decoder_hidden_states,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+
+
+class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
+    """XLM-SWCM with an LM head (untied by default, as in the paper); `generate(..., tgt_lang="bo")`."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: SWCMConfig):
+        super().__init__(config)
+        self.model = SWCMModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def get_encoder(self, modality: str | None = None):
+        return self.model.encoder
+
+    def lang_tag_id(self, tgt_lang: str) -> int:
+        code = lang_code(tgt_lang)
+        if code not in self.config.lang_tag_ids:
+            raise ValueError(f"model has no language tag <{code}>; its tags: {sorted(self.config.lang_tag_ids)}")
+        return self.config.lang_tag_ids[code]
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """`<tgt> y1 .. yn </s>` -> `<s> <tgt> y1 .. yn`: exactly one start token, -100 padding -> pad."""
+        start = self.config.decoder_start_token_id
+        if (labels[:, 0] == start).any():
+            raise ValueError(
+                f"labels start with the decoder start token (id {start}); labels are `<tgt-lang> y1 .. yn </s>` and "
+                "the model prepends the start token itself (build them with swcm.encode_targets)"
+            )
+        shifted = labels.new_full(labels.shape, start)
+        shifted[:, 1:] = labels[:, :-1]
+        return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | Sequence[torch.Tensor] | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int = 0,
+    ) -> Seq2SeqLMOutput:
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:  # generation needs only the last position's logits
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+        )
+
+    @torch.no_grad()
+    def generate(self, inputs: torch.Tensor | None = None, tgt_lang: str | None = None, **kwargs):
+        """`GenerationMixin.generate`; `tgt_lang` starts every output with `<s> <tgt_lang>`."""
+        if tgt_lang is not None:
+            if kwargs.get("decoder_input_ids") is not None:
+                raise ValueError("pass either tgt_lang or decoder_input_ids, not both")
+            source = inputs if inputs is not None else kwargs.get("input_ids")
+            if source is None and kwargs.get("encoder_outputs") is not None:
+                source = kwargs["encoder_outputs"][0]
+            if source is None:
+                raise ValueError("tgt_lang needs input_ids (or encoder_outputs) to know the batch size")
+            prompt = torch.tensor([self.config.decoder_start_token_id, self.lang_tag_id(tgt_lang)], device=self.device)
+            kwargs["decoder_input_ids"] = prompt.expand(source.shape[0], 2).contiguous()
+        return super().generate(inputs, **kwargs)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters by part; the shared embeddings count once, with the encoder."""
+        encoder = sum(p.numel() for p in self.model.encoder.parameters())
+        decoder = sum(p.numel() for p in self.model.decoder.parameters())
+        tied = self.lm_head.weight is self.get_input_embeddings().weight
+        head = (0 if tied else self.lm_head.weight.numel()) + self.lm_head.bias.numel()
+        return {"encoder": encoder, "decoder": decoder, "lm_head": head, "total": encoder + decoder + head}
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder_name_or_path: str | os.PathLike,
+        normal_every: int = 3,
+        decoder_init: str = "shared",
+        normal_init: str = "random",
+        tie_lm_head: bool = False,
+        lang_tags: Sequence[str] = DEFAULT_LANG_TAGS,
+        tokenizer=None,
+        return_tokenizer: bool = False,
+        **config_overrides,
+    ):
+        """Build XLM-SWCM from a pretrained XLM-R / BERT family encoder (local path or hub id).
+
+        decoder_init="shared" copies encoder layer i's attention into custom layer i's self- AND cross-attention
+        and its FFN into FFN1 AND FFN2 (see `swcm.weight_sharing`); "random" shares nothing (Cino-Transformer).
+        normal_every=0 leaves out normal layers (BASE-A); normal_init="copy-previous" copies each normal layer
+        from the custom layer before it (BASE-B). Language tags become special tokens, their embeddings the mean
+        of their language name's pieces. Returns the model, or (model, tokenizer) with return_tokenizer=True.
+        """
+        encoder = load_encoder(encoder_name_or_path)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(encoder_name_or_path)
+        tag_ids, new_tags = add_lang_tags(tokenizer, lang_tags)
+        vocab_size = max(encoder.config.vocab_size, len(tokenizer))
+        if vocab_size > encoder.config.vocab_size:
+            encoder.resize_token_embeddings(vocab_size, mean_resizing=False)
+        init_lang_tag_embeddings(encoder.get_input_embeddings(), tokenizer, tag_ids, new_tags)
+
+        settings = {
+            "decoder_layer_types": decoder_layer_types(encoder.config.num_hidden_layers, normal_every),
+            "decoder_init": decoder_init,
+            "normal_init": normal_init,
+            "lang_tags": [lang_code(c) for c in lang_tags],
+            "lang_tag_ids": tag_ids,
+            "vocab_size": vocab_size,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": start_token_id(tokenizer),
+            "eos_token_id": end_token_id(tokenizer),
+            "decoder_start_token_id": start_token_id(tokenizer),
+            "tie_word_embeddings": tie_lm_head,
+        }
+        config = SWCMConfig(encoder=encoder.config.to_dict(), **{**settings, **config_overrides})
+        model = cls(config)
+        model.model.encoder.load_state_dict(encoder.state_dict(), strict=True)
+        copy_weights(model, weight_sharing_plan(model))
+        copy_weights(model, copy_previous_plan(model))
+        with torch.no_grad():
+            if tie_lm_head:
+                model.tie_weights()
+            else:
+                # An untied head starts as the (transposed) word embeddings: meaningful logits from step one.
+                model.lm_head.weight.copy_(model.get_input_embeddings().weight)
+            model.lm_head.bias.zero_()
+        model.generation_config.decoder_start_token_id = config.decoder_start_token_id
+        model.generation_config.bos_token_id = config.bos_token_id
+        model.generation_config.eos_token_id = config.eos_token_id
+        model.generation_config.pad_token_id = config.pad_token_id
+        return (model, tokenizer) if return_tokenizer else model
+
+
+__all__ = ["SWCMModel", "SWCMForConditionalGeneration", "SWCMPreTrainedModel"]

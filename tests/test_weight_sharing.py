@@ -1,0 +1,140 @@
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from swcm import SWCMForConditionalGeneration, copy_previous_plan, weight_sharing_plan
+from swcm.cli import layout_string
+from swcm.weight_sharing import CUSTOM_LAYER_SOURCES, WeightMapError
+
+
+def _saved_encoder_weights(path):
+    return {k: v for k, v in load_file(path / "model.safetensors").items()}
+
+
+def test_every_planned_pair_is_equal_after_init(tiny_encoder):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_encoder)
+    plan = weight_sharing_plan(model)
+    n_custom = model.config.num_custom_layers
+    # weight + bias of each mapped module, for every custom layer
+    assert len(plan) == 2 * len(CUSTOM_LAYER_SOURCES) * n_custom
+    for dst, src in plan:
+        assert torch.equal(model.get_parameter(dst), model.get_parameter(src)), (dst, src)
+    # self- and cross-attention of custom layer 0 both come from encoder layer 0's attention
+    pairs = dict(plan)
+    assert (
+        pairs["model.decoder.layers.0.self_attn.q_proj.weight"]
+        == "model.encoder.encoder.layer.0.attention.self.query.weight"
+    )
+    assert (
+        pairs["model.decoder.layers.0.cross_attn.q_proj.weight"]
+        == "model.encoder.encoder.layer.0.attention.self.query.weight"
+    )
+    assert pairs["model.decoder.layers.4.ffn2.fc1.weight"] == "model.encoder.encoder.layer.3.intermediate.dense.weight"
+
+
+def test_encoder_weights_are_the_pretrained_ones(tiny_encoder):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_encoder)
+    saved = _saved_encoder_weights(tiny_encoder)
+    encoder = model.model.encoder.state_dict()
+    compared = 0
+    for key, value in saved.items():
+        if key.startswith("pooler."):
+            assert key not in encoder
+            continue
+        if key == "embeddings.word_embeddings.weight":  # grew by the language-tag rows
+            assert torch.equal(encoder[key][: value.shape[0]], value)
+        else:
+            assert torch.equal(encoder[key], value), key
+        compared += 1
+    assert compared == len([k for k in encoder if k in saved])
+
+
+def test_copies_do_not_share_storage(tiny_xlmr):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    dst, src = weight_sharing_plan(model)[0]
+    with torch.no_grad():
+        model.get_parameter(dst).add_(1.0)
+    assert not torch.equal(model.get_parameter(dst), model.get_parameter(src))
+    self_q = model.get_parameter("model.decoder.layers.0.self_attn.q_proj.weight")
+    cross_q = model.get_parameter("model.decoder.layers.0.cross_attn.q_proj.weight")
+    assert self_q.data_ptr() != cross_q.data_ptr()
+
+
+def test_decoder_embeddings_are_the_encoders_module(tiny_xlmr):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("embed" in n for n in names if n.startswith("model.decoder."))
+
+
+def test_random_decoder_shares_nothing(tiny_xlmr):
+    shared = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_init="random")
+    assert weight_sharing_plan(model) == []
+    for dst, src in weight_sharing_plan(shared):
+        assert not torch.equal(model.get_parameter(dst), model.get_parameter(src)), dst
+
+
+def test_base_a_has_no_normal_layers(tiny_xlmr_12):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr_12, normal_every=0)
+    assert model.config.decoder_layer_types == ["custom"] * 12
+    assert len(model.model.decoder.layers) == 12
+    paper = SWCMForConditionalGeneration.from_encoder(tiny_xlmr_12)
+    assert layout_string(paper.config.decoder_layer_types) == "C C C N C C C N C C C N C C C"
+    assert len(weight_sharing_plan(paper)) == 12 * 2 * len(CUSTOM_LAYER_SOURCES)
+
+
+@pytest.mark.parametrize("decoder_init", ["shared", "random"])
+def test_base_b_normal_layer_equals_its_predecessor(tiny_xlmr_12, decoder_init):
+    model = SWCMForConditionalGeneration.from_encoder(
+        tiny_xlmr_12, normal_init="copy-previous", decoder_init=decoder_init
+    )
+    plan = copy_previous_plan(model)
+    normal_layers = [j for j, t in enumerate(model.config.decoder_layer_types) if t == "normal"]
+    assert normal_layers == [3, 7, 11]
+    assert {dst.split(".")[3] for dst, _ in plan} == {"3", "7", "11"}
+    for dst, src in plan:
+        assert int(src.split(".")[3]) == int(dst.split(".")[3]) - 1
+        assert torch.equal(model.get_parameter(dst), model.get_parameter(src)), (dst, src)
+    # every parameter of a normal layer is covered
+    normal_params = [n for n, _ in model.named_parameters() if n.startswith("model.decoder.layers.3.")]
+    assert sorted(normal_params) == sorted(dst for dst, _ in plan if dst.startswith("model.decoder.layers.3."))
+    default = SWCMForConditionalGeneration.from_encoder(tiny_xlmr_12)
+    assert copy_previous_plan(default) == []
+    w = default.get_parameter("model.decoder.layers.3.self_attn.q_proj.weight")
+    assert not torch.equal(w, default.get_parameter("model.decoder.layers.2.self_attn.q_proj.weight"))
+
+
+def test_plan_fails_on_more_custom_layers_than_encoder_layers(tiny_xlmr):
+    with pytest.raises(WeightMapError, match="5 custom decoder layers but only 4 encoder layers"):
+        SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_layer_types=["custom"] * 5)
+
+
+def test_plan_fails_on_shape_mismatch_and_unmapped_parameter(tiny_xlmr):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    layer = model.model.decoder.layers[0]
+    layer.ffn1.fc1 = torch.nn.Linear(32, 7)
+    with pytest.raises(
+        WeightMapError,
+        match=r"shape of model.decoder.layers.0.ffn1.fc1.bias \(7,\) != shape of .*intermediate.dense.bias \(64,\)",
+    ):
+        weight_sharing_plan(model)
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model.model.decoder.layers[1].adapter = torch.nn.Linear(2, 2)
+    with pytest.raises(WeightMapError, match="layers.1.adapter.bias has no source"):
+        weight_sharing_plan(model)
+
+
+def test_language_tags_start_from_their_language_names(tiny_xlmr):
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    embeddings = model.get_input_embeddings().weight
+    rows = {code: embeddings[i] for code, i in model.config.lang_tag_ids.items()}
+    assert set(rows) == {"bo", "ug", "kk", "mn", "zh"}
+    for code, row in rows.items():
+        assert row.abs().sum() > 0, code
+        assert tokenizer.convert_ids_to_tokens(model.config.lang_tag_ids[code]) == f"<{code}>"
+    pieces = tokenizer("中文", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(rows["zh"], embeddings[pieces].mean(0))
+    assert len({tuple(r.tolist()) for r in rows.values()}) == 5
+    # tags are single tokens, kept whole inside text
+    ids = tokenizer("<bo> བོད", add_special_tokens=False)["input_ids"]
+    assert ids[0] == model.config.lang_tag_ids["bo"]
