@@ -18,6 +18,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from .packaged import PACKAGED_PREFIX, materialize
+
 # Encoders whose layers have the BERT layout that the weight map expects (attention.self.{query,key,value},
 # attention.output.{dense,LayerNorm}, intermediate.dense, output.{dense,LayerNorm}), post-LN.
 # CINO, multilingual-e5 and XLM-R are "xlm-roberta"; mBERT and LaBSE are "bert".
@@ -59,8 +61,16 @@ def encoder_class(encoder_config: PreTrainedConfig) -> type[PreTrainedModel]:
 
 
 def resolve_encoder(name_or_path: str | os.PathLike) -> str:
-    """Return a loadable local path or hub id; a missing local path is an error naming it."""
+    """Return a loadable local path or hub id; a missing local path is an error naming it.
+
+    `packaged:NAME` is an encoder shipped inside a PyPI package (see swcm.packaged), converted on first use.
+    """
     name = str(name_or_path)
+    if name.startswith(PACKAGED_PREFIX):
+        try:
+            return str(materialize(name[len(PACKAGED_PREFIX) :]))
+        except (KeyError, FileNotFoundError) as err:
+            raise EncoderError(str(err).strip("'\"")) from None
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
