@@ -37,18 +37,20 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
         required = f.default is MISSING and f.default_factory is MISSING
-        if f.type in ("bool", bool):
+        kind = str(f.type).replace(" | None", "")
+        if kind == "bool":
             parser.add_argument(flag, action="store_true", help=docs.get(f.name))
-        else:
-            kind = {"int": int, "Path": Path}.get(str(f.type), str)
-            parser.add_argument(
-                flag,
-                type=kind,
-                required=required,
-                default=None if required else f.default,
-                choices=choices.get(f.name),
-                help=docs.get(f.name),
-            )
+            continue
+        default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
+        parser.add_argument(
+            flag,
+            type={"int": int, "float": float, "Path": Path, "list[str]": str}.get(kind, str),
+            nargs="+" if kind == "list[str]" else None,
+            required=required,
+            default=default,
+            choices=choices.get(f.name),
+            help=docs.get(f.name),
+        )
 
 
 def _field_docs(cls) -> dict[str, str]:
@@ -65,12 +67,78 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
+@dataclass
+class PruneArgs:
+    """Arguments of `swcm vocab prune`."""
+
+    model: Path
+    """An XLM-SWCM model directory or an encoder directory (with its tokenizer)."""
+    corpus: list[str]
+    """Text or .jsonl files whose pieces are kept."""
+    out: Path
+    """Directory for the pruned model and tokenizer."""
+    min_count: int = 1
+    """Keep pieces used at least this often (above 1, single characters are kept regardless)."""
+    fields: list[str] | None = None
+    """jsonl fields to read (default: every string field)."""
+
+
+@dataclass
+class ExtendArgs:
+    """Arguments of `swcm vocab extend`."""
+
+    model: Path
+    """An XLM-SWCM model directory or an encoder directory (XLM-R style sentencepiece vocabulary)."""
+    corpus: list[str]
+    """Text or .jsonl files in the language to cover."""
+    lang: str
+    """Language code of the corpus (reported)."""
+    size: int
+    """Size of the sentencepiece model trained on the corpus; its pieces missing from the vocabulary are added."""
+    out: Path
+    """Directory for the extended model and tokenizer."""
+    heldout_fraction: float = 0.1
+    """Share of the corpus (its end) held out to measure <unk> rate and tokens per character."""
+    fields: list[str] | None = None
+    """jsonl fields to read (default: every string field)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build an XLM-SWCM model from a pretrained encoder")
     _add_dataclass_arguments(build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS})
+    vocab = sub.add_parser("vocab", help="prune or extend a vocabulary").add_subparsers(
+        dest="vocab_command", required=True
+    )
+    _add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
+    _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
     return parser
+
+
+def report_table(report: dict) -> str:
+    """A two-column before / after table for keys named *_before / *_after, then the other entries."""
+    rows, other = [], []
+    for key, value in report.items():
+        if key.endswith("_before"):
+            name = key[: -len("_before")]
+            rows.append((name, report[key], report[name + "_after"]))
+        elif not key.endswith("_after"):
+            other.append(f"{key}: {value}")
+
+    def fmt(v):
+        return (
+            f"{v:.4%}" if isinstance(v, float) and "rate" in name else f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
+        )
+
+    lines = ["| | before | after |", "|---|---:|---:|"]
+    for name, before, after in rows:
+        lines.append(f"| {name} | {fmt(before)} | {fmt(after)} |")
+    return "\n".join(lines + other)
+
+
+def _args(cls, ns):
+    return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
 
 
 def layout_string(layer_types: Sequence[str]) -> str:
@@ -109,15 +177,23 @@ def run_build(args: BuildArgs) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .encoders import EncoderError
+    from .vocab import CorpusError, extend_vocab, prune_vocab
 
     parser = build_parser()
     ns = parser.parse_args(argv)
+    command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
     try:
         if ns.command == "build":
-            args = BuildArgs(**{f.name: getattr(ns, f.name) for f in fields(BuildArgs)})
-            print(run_build(args))
-    except (EncoderError, ValueError) as err:
-        print(f"swcm {ns.command}: error: {err}", file=sys.stderr)
+            print(run_build(_args(BuildArgs, ns)))
+        elif command == "vocab prune":
+            a = _args(PruneArgs, ns)
+            print(report_table(prune_vocab(a.model, a.corpus, a.out, min_count=a.min_count, fields=a.fields)))
+        elif command == "vocab extend":
+            a = _args(ExtendArgs, ns)
+            report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
+            print(report_table(report))
+    except (EncoderError, CorpusError, ValueError, OSError) as err:
+        print(f"swcm {command}: error: {err}", file=sys.stderr)
         return 2
     return 0
 

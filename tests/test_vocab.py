@@ -1,0 +1,127 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from conftest import SHARED_DATA
+from swcm import SWCMForConditionalGeneration
+from swcm.cli import main
+from swcm.vocab import CorpusError, extend_vocab, prune_vocab, read_corpus
+
+CORPUS = ["hello 中文 世界", "ئۇيغۇرچە تىل", "қазақ тілі", "abc cab"]
+
+
+@pytest.fixture
+def swcm_dir(tiny_xlmr, tmp_path):
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_prune_keeps_corpus_pieces_tags_and_the_same_computation(swcm_dir, tmp_path):
+    corpus = _write_jsonl(tmp_path / "c.jsonl", [{"text": t, "n": 1} for t in CORPUS])
+    report = prune_vocab(swcm_dir, [corpus], tmp_path / "pruned")
+    old = AutoModelForSeq2SeqLM.from_pretrained(swcm_dir).eval()
+    new = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "pruned").eval()
+    old_tok, new_tok = AutoTokenizer.from_pretrained(swcm_dir), AutoTokenizer.from_pretrained(tmp_path / "pruned")
+    assert report["texts_segmented_differently"] == 0
+    assert report["vocab_after"] == len(new_tok) == new.config.vocab_size < report["vocab_before"]
+    assert report["parameters_after"] < report["parameters_before"]
+    for text in CORPUS:
+        assert old_tok.tokenize(text) == new_tok.tokenize(text)
+    assert set(new.config.lang_tag_ids) == {"bo", "ug", "kk", "mn", "zh"}
+    for code, i in new.config.lang_tag_ids.items():
+        assert new_tok.convert_ids_to_tokens(i) == f"<{code}>"
+        assert torch.equal(
+            new.get_input_embeddings().weight[i], old.get_input_embeddings().weight[old.config.lang_tag_ids[code]]
+        )
+    # The pruned model computes the same logits, restricted to the kept ids.
+    kept = [old_tok.convert_tokens_to_ids(t) for t in new_tok.convert_ids_to_tokens(list(range(len(new_tok))))]
+    old_batch, new_batch = (
+        old_tok(CORPUS, return_tensors="pt", padding=True),
+        new_tok(CORPUS, return_tensors="pt", padding=True),
+    )
+    old_dec = torch.tensor([[old.config.decoder_start_token_id, old.config.lang_tag_ids["zh"]]] * len(CORPUS))
+    new_dec = torch.tensor([[new.config.decoder_start_token_id, new.config.lang_tag_ids["zh"]]] * len(CORPUS))
+    old_logits = old(**old_batch, decoder_input_ids=old_dec).logits[..., kept]
+    torch.testing.assert_close(new(**new_batch, decoder_input_ids=new_dec).logits, old_logits)
+    assert new_tok.pad_token_id == new.config.pad_token_id and new_tok.eos_token_id == new.config.eos_token_id
+
+
+def test_prune_a_bert_encoder_with_a_frequency_floor(tiny_bert, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abc abc abc\nxyz\n", encoding="utf-8")
+    report = prune_vocab(tiny_bert, [corpus], tmp_path / "pruned", min_count=2)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "pruned")
+    assert tok.tokenize("abc xyz") == ["a", "##b", "##c", "x", "##y", "##z"]  # single characters survive the floor
+    assert report["vocab_after"] < report["vocab_before"]
+    model = SWCMForConditionalGeneration.from_encoder(tmp_path / "pruned")
+    assert model.config.vocab_size == len(tok) + 5  # + language tags
+
+
+def test_extend_adds_pieces_initialised_from_the_old_segmentation(swcm_dir, tmp_path):
+    tibetan = ["བོད་ཡིག་ཀཁགང་ཡིག", "ཀཁག་བོད་ཡིག", "གང་བོད་ཡིག་ཀཁ"] * 30
+    corpus = tmp_path / "bo.txt"
+    corpus.write_text("\n".join(tibetan) + "\n", encoding="utf-8")
+    report = extend_vocab(swcm_dir, [corpus], "bo", 40, tmp_path / "ext")
+    old = AutoModelForSeq2SeqLM.from_pretrained(swcm_dir)
+    new = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ext")
+    old_tok, new_tok = AutoTokenizer.from_pretrained(swcm_dir), AutoTokenizer.from_pretrained(tmp_path / "ext")
+    assert report["pieces_added"] > 0 and report["vocab_after"] == report["vocab_before"] + report["pieces_added"]
+    assert report["tokens_per_char_after"] < report["tokens_per_char_before"]
+    n_old_pieces = len(json.loads(old_tok.backend_tokenizer.to_str())["model"]["vocab"])
+    old_emb, new_emb = old.get_input_embeddings().weight, new.get_input_embeddings().weight
+    assert torch.equal(new_emb[:n_old_pieces], old_emb[:n_old_pieces])
+    for i in range(n_old_pieces, n_old_pieces + report["pieces_added"]):
+        piece = new_tok.convert_ids_to_tokens(i)
+        parts = [t.id for t in old_tok.backend_tokenizer.model.tokenize(piece)]
+        torch.testing.assert_close(new_emb[i], old_emb[parts].mean(0))
+        torch.testing.assert_close(new.lm_head.weight[i], old.lm_head.weight[parts].mean(0))
+    for code, i in new.config.lang_tag_ids.items():
+        assert new_tok.convert_ids_to_tokens(i) == f"<{code}>"
+        assert torch.equal(new_emb[i], old_emb[old.config.lang_tag_ids[code]])
+    assert len(new_tok.tokenize(tibetan[0])) < len(old_tok.tokenize(tibetan[0]))
+    out = new.generate(**new_tok([tibetan[0]], return_tensors="pt"), tgt_lang="bo", max_new_tokens=3)
+    assert out[0, 1] == new.config.lang_tag_ids["bo"]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data not found at {SHARED_DATA}")
+def test_tibetan_extension_on_real_text_brings_unk_below_one_percent(tmp_path):
+    """On the packaged encoder, pruned to a Tibetan sample, then extended with pieces trained on that sample."""
+    from swcm.packaged import materialize
+
+    rows = [json.loads(line) for line in (SHARED_DATA / "mono" / "bo.esukhia-nanhai.jsonl").open(encoding="utf-8")]
+    sample = _write_jsonl(tmp_path / "bo.jsonl", rows[:300])  # a sample, in a temp dir, for speed
+    encoder = materialize("multilingual-e5-small", cache_dir=tmp_path / "cache")
+    prune_vocab(encoder, [sample], tmp_path / "pruned")
+    report = extend_vocab(tmp_path / "pruned", [sample], "bo", 4000, tmp_path / "ext")
+    assert report["unk_rate_before"] > 0.3
+    assert report["unk_rate_after"] < 0.01
+
+
+def test_corpus_errors_name_file_and_line(tmp_path, swcm_dir, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": broken\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"{bad}:2: invalid JSON"):
+        list(read_corpus([bad]))
+    with pytest.raises(CorpusError, match=rf"{bad}:1: missing field\(s\) \['title'\]"):
+        list(read_corpus([bad], fields=["title"]))
+    assert main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == f"swcm vocab prune: error: {bad}:2: invalid JSON (Expecting value)"
+
+
+def test_cli_prune_prints_before_and_after(swcm_dir, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS), encoding="utf-8")
+    assert (
+        main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", str(corpus), "--out", str(tmp_path / "o")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "| vocab |" in out and "| parameters |" in out and "texts_segmented_differently: 0" in out
