@@ -138,3 +138,19 @@ def test_language_tags_start_from_their_language_names(tiny_xlmr):
     # tags are single tokens, kept whole inside text
     ids = tokenizer("<bo> བོད", add_special_tokens=False)["input_ids"]
     assert ids[0] == model.config.lang_tag_ids["bo"]
+
+
+def test_a_custom_layers_first_half_computes_its_encoder_layer(tiny_encoder):
+    """Self-attention + FFN1 of custom layer i, with the causal mask off, reproduce encoder layer i exactly: the
+    copy carries the computation, not just tensors with matching names (the authors' release copied nothing)."""
+    model = SWCMForConditionalGeneration.from_encoder(tiny_encoder).eval()
+    custom = [j for j, t in enumerate(model.config.decoder_layer_types) if t == "custom"]
+    x = torch.randn(2, 7, model.config.hidden_size)
+    for i, j in enumerate(custom):
+        encoder_layer, decoder_layer = model.model.encoder.encoder.layer[i], model.model.decoder.layers[j]
+        with torch.no_grad():
+            expected = encoder_layer(x)
+            expected = expected[0] if isinstance(expected, tuple) else expected
+            h = decoder_layer.self_attn_layer_norm(x + decoder_layer.self_attn(x, is_causal=False))
+            h = decoder_layer.ffn1_layer_norm(h + decoder_layer.ffn1(h))
+        torch.testing.assert_close(h, expected, atol=1e-6, rtol=1e-6)

@@ -9,6 +9,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from .configuration_swcm import DECODER_INITS, NORMAL_INITS
+from .quickstart import QuickstartArgs, run_quickstart
 from .tokenization import DEFAULT_LANG_TAGS
 
 
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
     _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
+    quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
+    _add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
     return parser
 
 
@@ -192,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             a = _args(ExtendArgs, ns)
             report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
             print(report_table(report))
+        elif command == "quickstart":
+            args = _args(QuickstartArgs, ns)
+            run_quickstart(args)
+            print((args.out / "report.md").read_text(encoding="utf-8"))
+            print(f"written to {args.out}/ (model/, encoder/, report.json, report.md)")
     except (EncoderError, CorpusError, ValueError, OSError) as err:
         print(f"swcm {command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,76 @@
+import json
+import random
+
+import pytest
+
+from swcm.cldr import cldr_pairs, split_pairs
+from swcm.cli import main
+from swcm.noising import mask_spans
+from swcm.quickstart import QuickstartArgs, run_quickstart
+
+
+def test_cldr_pairs_are_real_translations():
+    pairs = cldr_pairs("zh", "ug")
+    assert len(pairs) > 1000
+    by_key = {p.key: p for p in pairs}
+    assert by_key["territory:CN"].src == "中国"
+    assert all(p.src != p.tgt for p in pairs)
+    train, test = split_pairs(pairs)
+    assert not {p.key for p in train} & {p.key for p in test}
+    assert 0.05 < len(test) / len(pairs) < 0.15
+    # the same key falls in the same split for every language
+    bo_train, bo_test = split_pairs(cldr_pairs("zh", "bo"))
+    ug_test = {p.key for p in test}
+    shared = {p.key for p in bo_train + bo_test} & set(by_key)
+    assert len(shared) > 200
+    assert {k for k in shared if k in ug_test} == {p.key for p in bo_test} & shared
+
+
+def test_mask_spans_masks_about_the_ratio_in_spans():
+    rng = random.Random(0)
+    ids = list(range(100, 300))
+    noised = mask_spans(ids, mask_id=4, rng=rng)
+    kept = [t for t in noised if t != 4]
+    assert kept == [t for t in ids if t in set(kept)], "order preserved, nothing invented"
+    assert abs((len(ids) - len(kept)) / len(ids) - 0.35) < 0.02
+    assert noised.count(4) < len(ids) - len(kept), "spans longer than one token become one mask"
+
+
+def test_quickstart_end_to_end_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
+    out = tmp_path / "qs"
+    code = main(
+        [
+            "quickstart",
+            "--encoder",
+            str(tiny_xlmr),
+            "--out",
+            str(out),
+            "--steps",
+            "12",
+            "--batch-size",
+            "8",
+            "--max-eval",
+            "4",
+            "--langs",
+            "ug",
+            "bo",
+            "--precision",
+            "fp32",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| zh -> | test pairs | chrF++ before | chrF++ after |" in printed
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert set(report["languages"]) == {"ug", "bo"}
+    assert report["languages"]["ug"]["n"] == 4
+    assert len(report["losses"]) == 12 and report["loss_last"] < report["loss_first"]
+    assert len(report["samples"]) == 6
+    assert (out / "model" / "model.safetensors").is_file() and (out / "encoder" / "tokenizer.json").is_file()
+    assert not list(out.glob(".work-*")), "the working folder is removed"
+    assert report["vocab_size"] < report["vocab_before_pruning"] + 5
+
+
+def test_quickstart_rejects_unknown_languages(tmp_path):
+    with pytest.raises(ValueError, match=r"quickstart languages \['fr'\] unknown"):
+        run_quickstart(QuickstartArgs(out=tmp_path, langs=["fr"]))
