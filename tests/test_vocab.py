@@ -93,14 +93,11 @@ def test_extend_adds_pieces_initialised_from_the_old_segmentation(swcm_dir, tmp_
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data not found at {SHARED_DATA}")
-def test_tibetan_extension_on_real_text_brings_unk_below_one_percent(tmp_path):
+def test_tibetan_extension_on_real_text_brings_unk_below_one_percent(tmp_path, e5_dir):
     """On the packaged encoder, pruned to a Tibetan sample, then extended with pieces trained on that sample."""
-    from swcm.packaged import materialize
-
     rows = [json.loads(line) for line in (SHARED_DATA / "mono" / "bo.esukhia-nanhai.jsonl").open(encoding="utf-8")]
     sample = _write_jsonl(tmp_path / "bo.jsonl", rows[:300])  # a sample, in a temp dir, for speed
-    encoder = materialize("multilingual-e5-small", cache_dir=tmp_path / "cache")
-    prune_vocab(encoder, [sample], tmp_path / "pruned")
+    prune_vocab(e5_dir, [sample], tmp_path / "pruned")
     report = extend_vocab(tmp_path / "pruned", [sample], "bo", 4000, tmp_path / "ext")
     assert report["unk_rate_before"] > 0.3
     assert report["unk_rate_after"] < 0.01

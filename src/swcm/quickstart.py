@@ -139,6 +139,7 @@ def evaluate(model, tokenizer, test: dict[str, list[NamePair]], max_eval: int) -
             "n": len(pairs),
             "chrf++": chrf_pp(hyps, refs),
             "exact": exact_match(hyps, refs),
+            "empty": sum(not h for h in hyps),
             "outputs": hyps,
         }
     return results
@@ -174,13 +175,14 @@ def report_markdown(report: dict) -> str:
         f"({report['precision']}); loss {report['loss_first']:.3f} -> {report['loss_last']:.3f}; "
         f"{report['parameters']:,} parameters, vocabulary {report['vocab_size']:,}.",
         "",
-        "| zh -> | test pairs | chrF++ before | chrF++ after | exact before | exact after |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| zh -> | test pairs | chrF++ before | chrF++ after | exact before | exact after "
+        "| empty before | empty after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lang, r in report["languages"].items():
         lines.append(
             f"| {lang} | {r['n']} | {r['chrf++_before']:.1f} | {r['chrf++_after']:.1f} | "
-            f"{r['exact_before']:.1f}% | {r['exact_after']:.1f}% |"
+            f"{r['exact_before']:.1f}% | {r['exact_after']:.1f}% | {r['empty_before']} | {r['empty_after']} |"
         )
     lines += ["", "| lang | source | reference | before | after |", "|---|---|---|---|---|"]
     for sample in report["samples"]:
@@ -250,6 +252,8 @@ def run_quickstart(args: QuickstartArgs) -> dict:
                 "chrf++_after": after[lang]["chrf++"],
                 "exact_before": before[lang]["exact"],
                 "exact_after": after[lang]["exact"],
+                "empty_before": before[lang]["empty"],
+                "empty_after": after[lang]["empty"],
             }
             for lang in args.langs
         },
