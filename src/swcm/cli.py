@@ -104,6 +104,18 @@ class ExtendArgs:
     """jsonl fields to read (default: every string field)."""
 
 
+@dataclass
+class ConvertReleaseArgs:
+    """Arguments of `swcm convert-release`."""
+
+    checkpoint: Path
+    """The authors' xlm-swcm.bin (a torch state_dict; read with weights_only=True)."""
+    encoder: str
+    """The encoder the release was built on, for its config and tokenizer (hfl/cino-base-v2)."""
+    out: Path
+    """Directory for the converted model and tokenizer."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
     _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
+    convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
+    _add_dataclass_arguments(convert, ConvertReleaseArgs, {})
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
     _add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
     return parser
@@ -180,6 +194,7 @@ def run_build(args: BuildArgs) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .encoders import EncoderError
+    from .release import convert_release
     from .vocab import CorpusError, extend_vocab, prune_vocab
 
     parser = build_parser()
@@ -195,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             a = _args(ExtendArgs, ns)
             report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
             print(report_table(report))
+        elif command == "convert-release":
+            a = _args(ConvertReleaseArgs, ns)
+            _, _, report = convert_release(a.checkpoint, a.encoder, a.out)
+            print(f"converted {a.checkpoint} -> {a.out} (release_compat=True)")
+            print(f"decoder layout: {report['layout']}")
+            print(f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}")
+            print(f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}")
+            print(f"unmapped keys: {len(report['unmapped'])}")
         elif command == "quickstart":
             args = _args(QuickstartArgs, ns)
             run_quickstart(args)

@@ -48,8 +48,10 @@ class SWCMConfig(PreTrainedConfig):
         decoder_init: how the decoder was initialised ("shared" from the encoder, or "random"); recorded for
             `weight_sharing_plan`.
         normal_init: how normal layers were initialised ("random" or "copy-previous").
-        release_compat: reproduce the authors' released layer code (no residual around custom self-attention,
-            one LayerNorm shared by a normal layer's two attentions); only for converted release weights.
+        release_compat: reproduce the authors' released layer code: pre-LN, no residual around a custom layer's
+            self-attention, and normal layers that reuse one LayerNorm for both attentions and add each residual
+            after their LayerNorm; no final LayerNorm. Only for converted release weights (`swcm convert-release`).
+        decoder_layer_norm_eps: epsilon of the decoder's LayerNorms (default: the encoder's).
         lang_tags: language codes whose tags (`<bo>` ...) the vocabulary holds.
         lang_tag_ids: token id of each language tag, by code.
         vocab_size: rows of the shared embedding matrix and of the LM head.
@@ -68,6 +70,7 @@ class SWCMConfig(PreTrainedConfig):
     decoder_init: str = "shared"
     normal_init: str = "random"
     release_compat: bool = False
+    decoder_layer_norm_eps: float | None = None
     lang_tags: list[str] | None = None
     lang_tag_ids: dict[str, int] | None = None
     vocab_size: int | None = None
@@ -110,6 +113,8 @@ class SWCMConfig(PreTrainedConfig):
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.release_compat and self.decoder_layer_norm != "pre":
+            raise ValueError("release_compat reproduces the released pre-LN layers; set decoder_layer_norm='pre'")
         if self.vocab_size < self.encoder.vocab_size:
             raise ValueError(f"vocab_size {self.vocab_size} is smaller than the encoder's {self.encoder.vocab_size}")
         missing = [t for t in self.lang_tags if t not in self.lang_tag_ids]
@@ -124,6 +129,11 @@ class SWCMConfig(PreTrainedConfig):
     @property
     def num_attention_heads(self) -> int:
         return self.encoder.num_attention_heads
+
+    @property
+    def layer_norm_eps(self) -> float:
+        """Epsilon of the decoder's LayerNorms."""
+        return self.decoder_layer_norm_eps if self.decoder_layer_norm_eps is not None else self.encoder.layer_norm_eps
 
     @property
     def num_hidden_layers(self) -> int:

@@ -117,8 +117,9 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
     """A custom (self-attn -> FFN1 -> cross-attn -> FFN2) or normal (self-attn -> cross-attn -> FFN) layer.
 
     Every sublayer has its own LayerNorm (`<name>_layer_norm`) and a residual, post-LN like BERT / XLM-R or pre-LN.
-    With `release_compat`, the authors' released computation: custom layers add no residual around self-attention,
-    and a normal layer's two attentions share `self_attn_layer_norm` (it has no `cross_attn_layer_norm`).
+    With `release_compat` (pre-LN), the authors' released computation: custom layers add no residual around
+    self-attention; a normal layer's two attentions share `self_attn_layer_norm` (it has no `cross_attn_layer_norm`)
+    and each of its sublayers adds the residual after the LayerNorm (h = LN(h); h = h + f(h)).
     """
 
     def __init__(self, config: SWCMConfig, layer_idx: int):
@@ -128,7 +129,7 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
         self.pre_norm = config.decoder_layer_norm == "pre"
         self.release_compat = config.release_compat
         self.dropout = nn.Dropout(config.encoder.hidden_dropout_prob)
-        eps = config.encoder.layer_norm_eps
+        eps = config.layer_norm_eps
         for name in self.sublayers:
             if name.endswith("attn"):
                 block = SWCMAttention(config, layer_idx, is_cross_attention=name == "cross_attn")
@@ -158,6 +159,8 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
             residual = hidden_states
             if self.pre_norm:
                 hidden_states = norm(hidden_states)
+                if self.release_compat and self.kind == NORMAL:
+                    residual = hidden_states  # the release adds the residual after its LayerNorm
             if name == "self_attn":
                 out = self.self_attn(
                     hidden_states, attention_mask=self_attn_mask, is_causal=is_causal, past_key_values=past_key_values
@@ -185,9 +188,9 @@ class SWCMDecoder(nn.Module):
     def __init__(self, config: SWCMConfig):
         super().__init__()
         self.layers = nn.ModuleList(SWCMDecoderLayer(config, j) for j in range(len(config.decoder_layer_types)))
-        # Pre-LN stacks end un-normalised; post-LN layers already end in a LayerNorm.
-        pre_norm = config.decoder_layer_norm == "pre"
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, config.encoder.layer_norm_eps) if pre_norm else None
+        # Pre-LN stacks end un-normalised; post-LN layers already end in a LayerNorm. The release has none.
+        final_norm = config.decoder_layer_norm == "pre" and not config.release_compat
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if final_norm else None
         self.gradient_checkpointing = False
 
     def forward(
