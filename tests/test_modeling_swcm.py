@@ -176,7 +176,7 @@ def test_save_load_round_trip_through_auto_classes(tiny_encoder, tmp_path, tie):
 @pytest.fixture(scope="module")
 def copy_task(tmp_path_factory):
     """A tiny XLM-SWCM trained for 500 steps to copy random token sequences: (model, last source batch, losses)."""
-    from conftest import save_tiny_xlmr
+    from .conftest import save_tiny_xlmr
 
     path = save_tiny_xlmr(tmp_path_factory.mktemp("copy-encoder"), layers=2, hidden=48)
     torch.manual_seed(0)
@@ -211,7 +211,7 @@ def test_toy_copy_task_drives_the_loss_near_zero(copy_task):
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
-    from conftest import save_tiny_xlmr
+    from .conftest import save_tiny_xlmr
 
     path = save_tiny_xlmr(tmp_path / "enc", dropout=0.0)  # train mode (checkpointing is on only then), no noise
     model, tokenizer = SWCMForConditionalGeneration.from_encoder(path, return_tokenizer=True)

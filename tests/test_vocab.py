@@ -4,10 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from conftest import SHARED_DATA
 from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
 from swcm.vocab import CorpusError, extend_vocab, prune_vocab, read_corpus
+
+from .conftest import SHARED_DATA
 
 CORPUS = ["hello 中文 世界", "ئۇيغۇرچە تىل", "қазақ тілі", "abc cab"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
     convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
     _add_dataclass_arguments(convert, ConvertReleaseArgs, {})
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="DAE + MT pretraining from a recipe",
+        description="Any recipe field can follow as --name value (e.g. --max-steps 100 --noise.mask_ratio 0.3).",
+    )
+    pretrain.add_argument("--config", type=Path, help="recipe YAML (see recipes/)")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
     _add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
     return parser
@@ -193,12 +201,15 @@ def run_build(args: BuildArgs) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .data import DataError
     from .encoders import EncoderError
     from .release import convert_release
     from .vocab import CorpusError, extend_vocab, prune_vocab
 
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra and ns.command != "pretrain":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
     try:
         if ns.command == "build":
@@ -218,12 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}")
             print(f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}")
             print(f"unmapped keys: {len(report['unmapped'])}")
+        elif command == "pretrain":
+            from .recipe import load_recipe
+            from .training import pretrain
+
+            summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume)
+            print(json.dumps(summary))
         elif command == "quickstart":
             args = _args(QuickstartArgs, ns)
             run_quickstart(args)
             print((args.out / "report.md").read_text(encoding="utf-8"))
             print(f"written to {args.out}/ (model/, encoder/, report.json, report.md)")
-    except (EncoderError, CorpusError, ValueError, OSError) as err:
+    except (EncoderError, CorpusError, DataError, ValueError, OSError) as err:
         print(f"swcm {command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,12 +1,57 @@
-"""mBART-style noise for denoising auto-encoding."""
+"""mBART-style noise for denoising auto-encoding: sentence permutation, then text infilling (spans of Poisson(3.5)
+length, each replaced by one `<mask>`, zero-length spans insert one), optional token deletion and random
+replacement. Noise works on content token ids only, so special tokens are never corrupted; the labels are the
+original ids, so the source is always recoverable from them.
+"""
 
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Sentence ends in the five scripts: Latin / Cyrillic, CJK, Tibetan shad, Arabic question mark, Mongolian full stop.
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；།༎؟۔᠃᠉])\s*")
 
 
-def poisson(rng: random.Random, lam: float) -> int:
-    """A Poisson(lam) sample (Knuth's method; lam is small here)."""
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, cut after sentence-final punctuation of any of the five scripts (and at newlines)."""
+    pieces = []
+    for line in text.splitlines():
+        pieces += [s for s in _SENTENCE_END.split(line) if s.strip()]
+    return pieces
+
+
+@dataclass
+class NoiseConfig:
+    """Rates of the denoising noise (mBART: mask 0.35, Poisson 3.5, permute all sentences)."""
+
+    mask_ratio: float = 0.35
+    """Share of tokens covered by masked spans."""
+    poisson_lambda: float = 3.5
+    """Mean span length."""
+    permute_sentences: bool = True
+    """Shuffle the order of sentences."""
+    delete_ratio: float = 0.0
+    """Share of (remaining) tokens deleted."""
+    replace_ratio: float = 0.0
+    """Share of (remaining) tokens replaced by a random vocabulary token."""
+
+    def __post_init__(self):
+        for name in ("mask_ratio", "delete_ratio", "replace_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"noise {name} must be in [0, 1), got {value}")
+        if self.poisson_lambda < 0:
+            raise ValueError(f"noise poisson_lambda must be >= 0, got {self.poisson_lambda}")
+
+
+def poisson(rng: random.Random | np.random.Generator, lam: float) -> int:
+    if isinstance(rng, np.random.Generator):
+        return int(rng.poisson(lam))
     limit, k, product = pow(2.718281828459045, -lam), 0, rng.random()
     while product > limit:
         k += 1
@@ -15,30 +60,72 @@ def poisson(rng: random.Random, lam: float) -> int:
 
 
 def mask_spans(
-    ids: list[int], mask_id: int, rng: random.Random, ratio: float = 0.35, poisson_lambda: float = 3.5
+    ids: Sequence[int],
+    mask_id: int,
+    rng: random.Random | np.random.Generator,
+    ratio: float = 0.35,
+    poisson_lambda: float = 3.5,
 ) -> list[int]:
-    """Replace spans covering about `ratio` of the tokens by one `mask_id` each; span lengths ~ Poisson(lambda),
-    at least 1. `ids` are content tokens only (no special tokens), so specials are never corrupted."""
+    """Text infilling: spans covering about `ratio` of the tokens, lengths ~ Poisson(lambda), each becomes one
+    `mask_id`; a zero-length span inserts a `mask_id` without removing anything."""
     n = len(ids)
     budget = round(n * ratio)
     masked = [False] * n
-    starts: set[int] = set()
+    span_starts: set[int] = set()
+    insertions: set[int] = set()
     attempts = 0
-    while budget > 0 and attempts < 10 * n:
+    while budget > 0 and attempts < 20 * n:
         attempts += 1
-        length = min(max(1, poisson(rng, poisson_lambda)), budget)
-        start = rng.randrange(n)
-        span = range(start, min(n, start + length))
-        if any(masked[i] for i in span):
+        length = min(poisson(rng, poisson_lambda), budget)
+        start = int(rng.integers(n)) if isinstance(rng, np.random.Generator) else rng.randrange(n)
+        if length == 0:
+            if not masked[start]:
+                insertions.add(start)
             continue
+        span = range(start, min(n, start + length))
+        if (
+            any(masked[i] for i in span)
+            or (start - 1 >= 0 and masked[start - 1])
+            or (span[-1] + 1 < n and masked[span[-1] + 1])
+        ):
+            continue  # spans never touch, so each stays one <mask>
         for i in span:
             masked[i] = True
-        starts.add(start)
+        span_starts.add(start)
         budget -= len(span)
     out = []
     for i, token in enumerate(ids):
-        if i in starts:
+        if i in insertions and not masked[i]:
+            out.append(mask_id)
+        if i in span_starts:
             out.append(mask_id)
         elif not masked[i]:
             out.append(token)
     return out
+
+
+def noise_document(
+    sentences: Sequence[Sequence[int]],
+    config: NoiseConfig,
+    rng: np.random.Generator,
+    mask_id: int,
+    vocab_ids: Sequence[int] | None = None,
+) -> tuple[list[int], list[int]]:
+    """(noised source ids, label ids) for a document given as tokenised sentences (content ids, no specials)."""
+    labels = [t for s in sentences for t in s]
+    order = list(range(len(sentences)))
+    if config.permute_sentences and len(order) > 1:
+        order = [int(i) for i in rng.permutation(len(order))]
+    source = [t for i in order for t in sentences[i]]
+    if config.mask_ratio:
+        source = mask_spans(source, mask_id, rng, config.mask_ratio, config.poisson_lambda)
+    if config.delete_ratio:
+        keep = rng.random(len(source)) >= config.delete_ratio
+        source = [t for t, k in zip(source, keep, strict=True) if k or t == mask_id]
+    if config.replace_ratio and vocab_ids:
+        swap = rng.random(len(source)) < config.replace_ratio
+        source = [
+            int(vocab_ids[int(rng.integers(len(vocab_ids)))]) if s and t != mask_id else t
+            for t, s in zip(source, swap, strict=True)
+        ]
+    return source, labels

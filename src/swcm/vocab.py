@@ -277,8 +277,8 @@ def prune_vocab(
     # The same corpus must segment into the same pieces (compared as strings, since ids moved).
     changed = 0
     for batch in _batches(texts, 512):
-        old = tokenizer(batch, add_special_tokens=False)["input_ids"]
-        new = new_tokenizer(batch, add_special_tokens=False)["input_ids"]
+        old = tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
+        new = new_tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
         for a, b in zip(old, new, strict=True):
             changed += tokenizer.convert_ids_to_tokens(a) != new_tokenizer.convert_ids_to_tokens(b)
     return {

@@ -1,0 +1,430 @@
+"""Pretraining data: sources, temperature mixing, denoising and translation examples.
+
+Every example is a pure function of its index: a generator seeded with (seed, index) picks the task (DAE or MT
+by `mt_share`), the language (p ~ n^alpha over the bytes of each language's sources), a source, and a byte of it;
+the line holding that byte is read by seeking (each file is indexed once: the offset of every valid line). A long
+document is cut into windows of at most max_length tokens at sentence boundaries and the window holding the
+chosen byte is used, so every part of a long document is trained on and long documents weigh by their length.
+Because nothing depends on what came before, data-parallel ranks and dataloader workers split the micro-batch
+sequence without coordination, and a resumed run continues at the exact micro-batch where it stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .noising import NoiseConfig, noise_document, split_sentences
+
+TASKS = ("dae", "mt")
+
+
+class DataError(ValueError):
+    """Bad data or a bad source description; messages name file:line where there is one."""
+
+
+@dataclass
+class SourceSpec:
+    """One data source of a recipe."""
+
+    path: str
+    """Local file or glob (.jsonl, .tsv, .txt, .parquet), or `hf:DATASET[:CONFIG]` (needs `datasets`, online)."""
+    task: str = "dae"
+    """'dae' (monolingual, denoising) or 'mt' (parallel, translation in both directions)."""
+    lang: str | None = None
+    """Language of a monolingual source."""
+    langs: list[str] | None = None
+    """The two languages of a parallel source, e.g. [zh, ug]."""
+    fields: list[str] | None = None
+    """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
+    split: str = "train"
+    """Split of a hub dataset."""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise DataError(f"source {self.path}: task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "dae":
+            if not self.lang:
+                raise DataError(f"source {self.path}: a dae source needs `lang`")
+            self.fields = list(self.fields or ["text"])
+        else:
+            if not self.langs or len(self.langs) != 2:
+                raise DataError(f"source {self.path}: an mt source needs `langs: [src, tgt]`")
+            self.fields = list(self.fields or self.langs)
+            if len(self.fields) != 2:
+                raise DataError(f"source {self.path}: an mt source needs two fields, got {self.fields}")
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(task, language) the mixture weighs: monolingual by language, parallel by its non-Chinese side."""
+        if self.task == "dae":
+            return ("dae", self.lang)
+        other = [lang for lang in self.langs if lang != "zh"]
+        return ("mt", other[0] if other else self.langs[1])
+
+
+# ------------------------------------------------------------------------------------------------ local files
+
+
+def parse_row(path: Path, line_no: int, raw: bytes, fields: Sequence[str]) -> list[str]:
+    """The fields of one line; raises DataError naming path:line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{line_no}: not UTF-8 ({err.reason})") from None
+    if path.suffix == ".txt":
+        values = [text.rstrip("\r\n")]
+    elif path.suffix == ".tsv":
+        values = text.rstrip("\r\n").split("\t")
+        if len(values) < len(fields):
+            raise DataError(f"{path}:{line_no}: {len(values)} tab-separated columns, need {len(fields)}")
+        return values[: len(fields)]
+    else:
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise DataError(f"{path}:{line_no}: missing field(s) {missing}")
+        values = [row[f] for f in fields]
+        bad = [f for f, v in zip(fields, values, strict=True) if not isinstance(v, str)]
+        if bad:
+            raise DataError(f"{path}:{line_no}: field(s) {bad} are not strings")
+    return values
+
+
+@dataclass
+class LineIndex:
+    """Byte offsets (and line numbers) of the usable lines of one file."""
+
+    path: Path
+    offsets: np.ndarray
+    lengths: np.ndarray
+    line_numbers: np.ndarray
+    skipped: int
+
+    @property
+    def bytes(self) -> int:
+        return int(self.lengths.sum())
+
+
+def _index_cache_path(path: Path, fields: Sequence[str], cache_dir: Path) -> Path:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(fields)}|v1"
+    return cache_dir / f"{path.name}.{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+
+def build_line_index(path: Path, fields: Sequence[str], skip_bad: bool, cache_dir: Path | None = None) -> LineIndex:
+    """Read the file once: every line is parsed (bad ones raise with file:line, or are counted and skipped)."""
+    cached = _index_cache_path(path, fields, cache_dir) if cache_dir else None
+    if cached and cached.is_file():
+        data = np.load(cached)
+        index = LineIndex(path, data["offsets"], data["lengths"], data["line_numbers"], int(data["skipped"]))
+        if index.skipped and not skip_bad:
+            raise DataError(f"{path}: {index.skipped} malformed or empty lines (set skip_bad_lines to skip them)")
+        return index
+    offsets, lengths, numbers, skipped, first_error = [], [], [], 0, None
+    with path.open("rb") as handle:
+        offset, line_no = 0, 0
+        for raw in handle:
+            line_no += 1
+            try:
+                if raw.strip():
+                    values = parse_row(path, line_no, raw, fields)
+                    if not all(v.strip() for v in values):
+                        raise DataError(f"{path}:{line_no}: empty text in field(s) {list(fields)}")
+                    offsets.append(offset)
+                    lengths.append(len(raw))
+                    numbers.append(line_no)
+            except DataError as err:
+                if not skip_bad:
+                    raise
+                skipped += 1
+                first_error = first_error or str(err)
+            offset += len(raw)
+    if not offsets:
+        raise DataError(f"{path}: no usable lines" + (f" (first problem: {first_error})" if first_error else ""))
+    index = LineIndex(
+        path, np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(numbers, np.int64), skipped
+    )
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # ranks may build the same index at once
+        np.savez(tmp, offsets=index.offsets, lengths=index.lengths, line_numbers=index.line_numbers, skipped=skipped)
+        os.replace(tmp, cached)
+    return index
+
+
+class LocalSource:
+    """Random access to the usable lines of one or more local files."""
+
+    def __init__(self, spec: SourceSpec, skip_bad: bool, cache_dir: Path | None):
+        self.spec = spec
+        paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec.path)))
+        if not paths:
+            raise DataError(f"source {spec.path}: no such file")
+        self.indexes = [build_line_index(p, spec.fields, skip_bad, cache_dir) for p in paths]
+        self.skipped = sum(i.skipped for i in self.indexes)
+        self._ends = np.cumsum([i.bytes for i in self.indexes])
+        self._cumlen = [np.cumsum(i.lengths) for i in self.indexes]
+        self._handles: dict[int, object] = {}
+
+    @property
+    def size(self) -> int:
+        return int(self._ends[-1])
+
+    @property
+    def rows(self) -> int:
+        return sum(len(i.offsets) for i in self.indexes)
+
+    def locate(self, position: int) -> tuple[int, int, float]:
+        """(file, line, fraction of the line before `position`) for a byte position in [0, size)."""
+        f = int(np.searchsorted(self._ends, position, side="right"))
+        within = position - (int(self._ends[f - 1]) if f else 0)
+        line = int(np.searchsorted(self._cumlen[f], within, side="right"))
+        start = int(self._cumlen[f][line - 1]) if line else 0
+        return f, line, (within - start) / int(self.indexes[f].lengths[line])
+
+    def read(self, f: int, line: int) -> tuple[list[str], str]:
+        """The line's fields and its `file:line` (for messages)."""
+        index = self.indexes[f]
+        handle = self._handles.get(f)
+        if handle is None:
+            handle = self._handles[f] = index.path.open("rb")
+        handle.seek(int(index.offsets[line]))
+        raw = handle.read(int(index.lengths[line]))
+        line_no = int(index.line_numbers[line])
+        return parse_row(index.path, line_no, raw, self.spec.fields), f"{index.path}:{line_no}"
+
+    def __getstate__(self):  # file handles stay out of worker copies
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+
+class HubSource:
+    """A Hugging Face dataset (memory-mapped Arrow: random access, never loaded whole into memory)."""
+
+    def __init__(self, spec: SourceSpec):
+        try:
+            import datasets
+        except ImportError:
+            raise DataError(f"source {spec.path}: hub datasets need `pip install datasets`") from None
+        self.spec = spec
+        if spec.path.endswith(".parquet"):  # local parquet files, memory-mapped through datasets too
+            files = sorted(glob.glob(os.path.expanduser(spec.path)))
+            if not files:
+                raise DataError(f"source {spec.path}: no such file")
+            self.dataset = datasets.load_dataset("parquet", data_files=files, split="train")
+        else:
+            name, _, config = spec.path[len("hf:") :].partition(":")
+            self.dataset = datasets.load_dataset(name, config or None, split=spec.split)
+        missing = [f for f in spec.fields if f not in self.dataset.column_names]
+        if missing:
+            raise DataError(f"source {spec.path}: fields {missing} not in columns {self.dataset.column_names}")
+        self.skipped = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.dataset)  # rows stand in for bytes
+
+    @property
+    def rows(self) -> int:
+        return len(self.dataset)
+
+    def locate(self, position: int) -> tuple[int, int, float]:
+        return 0, int(position), 0.5
+
+    def read(self, f: int, line: int) -> tuple[list[str], str]:
+        row = self.dataset[line]
+        return [str(row[name]) for name in self.spec.fields], f"{self.spec.path}[{line}]"
+
+
+def open_source(spec: SourceSpec, skip_bad: bool, cache_dir: Path | None):
+    if spec.path.startswith("hf:") or spec.path.endswith(".parquet"):
+        return HubSource(spec)
+    return LocalSource(spec, skip_bad, cache_dir)
+
+
+# ---------------------------------------------------------------------------------------------------- mixture
+
+
+def temperature_probabilities(sizes: dict[object, float], alpha: float) -> dict[object, float]:
+    """p_i ~ n_i^alpha (alpha = 1: proportional to size, alpha = 0: uniform)."""
+    weights = {k: float(v) ** alpha for k, v in sizes.items()}
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items()}
+
+
+@dataclass
+class Mixture:
+    """Task shares and per-task language probabilities."""
+
+    task_probs: dict[str, float]
+    group_probs: dict[str, dict[tuple[str, str], float]]
+    group_sources: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = []
+        for task, p in self.task_probs.items():
+            langs = ", ".join(f"{g[1]} {q:.1%}" for g, q in self.group_probs[task].items())
+            parts.append(f"{task} {p:.0%} ({langs})")
+        return "; ".join(parts)
+
+
+def build_mixture(sources: Sequence, alpha: float, mt_share: float, tasks: Sequence[str]) -> Mixture:
+    present = {s.spec.task for s in sources} & set(tasks)
+    if not present:
+        raise DataError(f"no sources for the enabled tasks {list(tasks)}")
+    task_probs = {"dae": 1 - mt_share, "mt": mt_share} if present == {"dae", "mt"} else {next(iter(present)): 1.0}
+    group_sizes: dict[tuple[str, str], int] = {}
+    group_sources: dict[tuple[str, str], list[int]] = {}
+    for i, source in enumerate(sources):
+        if source.spec.task in present:
+            group_sizes[source.spec.group] = group_sizes.get(source.spec.group, 0) + source.size
+            group_sources.setdefault(source.spec.group, []).append(i)
+    group_probs = {
+        task: temperature_probabilities({g: n for g, n in group_sizes.items() if g[0] == task}, alpha)
+        for task in task_probs
+    }
+    return Mixture(task_probs, group_probs, group_sources)
+
+
+# --------------------------------------------------------------------------------------------------- examples
+
+
+@dataclass
+class ExampleSettings:
+    max_length: int = 256
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    seed: int = 0
+
+
+class PretrainExamples:
+    """example(index) -> {"input_ids", "labels", "task"}: the same index always gives the same example."""
+
+    def __init__(
+        self, sources: Sequence, mixture: Mixture, tokenizer, tag_ids: dict[str, int], settings: ExampleSettings
+    ):
+        self.sources, self.mixture, self.tokenizer, self.settings = list(sources), mixture, tokenizer, settings
+        self.tag_ids = tag_ids
+        missing = sorted(
+            {lang for s in sources for lang in ([s.spec.lang] if s.spec.task == "dae" else s.spec.langs)} - set(tag_ids)
+        )
+        if missing:
+            raise DataError(f"languages {missing} have no tag in the model; its tags: {sorted(tag_ids)}")
+        self.bos, self.eos = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.mask_id = tokenizer.mask_token_id
+        specials = set(tokenizer.all_special_ids) | set(tag_ids.values())
+        self.vocab_ids = np.array([i for i in range(len(tokenizer)) if i not in specials])
+
+    def _choose(self, rng: np.random.Generator):
+        tasks = list(self.mixture.task_probs)
+        task = tasks[rng.choice(len(tasks), p=list(self.mixture.task_probs.values()))]
+        groups = list(self.mixture.group_probs[task])
+        group = groups[rng.choice(len(groups), p=list(self.mixture.group_probs[task].values()))]
+        members = self.mixture.group_sources[group]
+        sizes = np.array([self.sources[i].size for i in members], dtype=np.float64)
+        source = self.sources[members[rng.choice(len(members), p=sizes / sizes.sum())]]
+        return task, source, source.locate(int(rng.integers(source.size)))
+
+    def example(self, index: int) -> dict:
+        rng = np.random.default_rng([self.settings.seed, index])
+        task, source, (f, line, fraction) = self._choose(rng)
+        values, where = source.read(f, line)
+        if task == "dae":
+            ids, labels = self._dae(values, fraction, source.spec.lang, rng)
+        else:
+            ids, labels = self._mt(values, source.spec.langs, rng)
+        return {"input_ids": ids, "labels": labels, "task": TASKS.index(task), "where": where}
+
+    def _window(self) -> int:
+        return self.settings.max_length - 2  # room for <s> ... </s> and <tag> ... </s>
+
+    def _dae(self, values: list[str], fraction: float, lang: str, rng: np.random.Generator):
+        sentences = [s for text in values for s in split_sentences(text)] or [" ".join(values)]
+        pieces = [p for p in self.tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"] if p]
+        chunks = self._chunks(pieces)
+        chunk = chunks[min(int(fraction * len(chunks)), len(chunks) - 1)]
+        source, labels = noise_document(chunk, self.settings.noise, rng, self.mask_id, self.vocab_ids)
+        window = self._window()
+        return [self.bos, *source[:window], self.eos], [self.tag_ids[lang], *labels[:window], self.eos]
+
+    def _chunks(self, sentences: list[list[int]]) -> list[list[list[int]]]:
+        """Greedy windows of whole sentences up to max_length - 2 tokens; an over-long sentence is split."""
+        window, chunks, current, size = self._window(), [], [], 0
+        for sentence in sentences:
+            for start in range(0, len(sentence), window):
+                piece = sentence[start : start + window]
+                if size + len(piece) > window and current:
+                    chunks.append(current)
+                    current, size = [], 0
+                current.append(piece)
+                size += len(piece)
+        if current:
+            chunks.append(current)
+        return chunks or [[[]]]
+
+    def _mt(self, values: list[str], langs: list[str], rng: np.random.Generator):
+        forward = bool(rng.integers(2))  # each pair trains both directions, half the time each
+        src, tgt = (0, 1) if forward else (1, 0)
+        src_ids, tgt_ids = self.tokenizer([values[src], values[tgt]], add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
+        window = self._window()
+        return [self.bos, *src_ids[:window], self.eos], [self.tag_ids[langs[tgt]], *tgt_ids[:window], self.eos]
+
+
+class MicroBatchStream(IterableDataset):
+    """Micro-batches `start, start + 1, ...` of the global sequence that belong to this rank (index % world == rank),
+    split between dataloader workers the same way, so a DataLoader's round robin over workers yields them in order."""
+
+    def __init__(self, examples: PretrainExamples, micro_batch: int, rank: int, world: int, start: int, pad_id: int):
+        self.examples, self.micro_batch, self.rank, self.world = examples, micro_batch, rank, world
+        self.start, self.pad_id = start, pad_id
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        local = 0
+        batch = self.start
+        while True:
+            if batch % self.world == self.rank:
+                if local % workers == worker:
+                    first = batch * self.micro_batch
+                    yield collate(
+                        [self.examples.example(first + k) for k in range(self.micro_batch)], self.pad_id, batch
+                    )
+                local += 1
+            batch += 1
+
+
+def collate(examples: list[dict], pad_id: int, batch_index: int = -1) -> dict[str, torch.Tensor]:
+    width = max(len(e["input_ids"]) for e in examples)
+    label_width = max(len(e["labels"]) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), label_width), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        input_ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"])
+        attention_mask[i, : len(e["input_ids"])] = 1
+        labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "task": torch.tensor([e["task"] for e in examples]),
+        "batch_index": torch.tensor(batch_index),
+    }

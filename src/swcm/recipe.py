@@ -1,0 +1,172 @@
+"""Pretraining recipes: one dataclass, loaded from YAML, every scalar field overridable on the command line."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .data import TASKS, DataError, SourceSpec
+from .noising import NoiseConfig
+from .tokenization import DEFAULT_LANG_TAGS
+
+
+@dataclass
+class PretrainRecipe:
+    """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
+    defaults of the optimisation fields)."""
+
+    model: str
+    """An XLM-SWCM model directory to continue, or an encoder (path, hub id, packaged:NAME) to build one from."""
+    sources: list[SourceSpec]
+    """Data sources (see SourceSpec)."""
+    out: str = "runs/pretrain"
+    """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
+    normal_every: int = 3
+    """Building from an encoder: one normal layer after every N custom layers (0 = BASE-A)."""
+    decoder_init: str = "shared"
+    """Building from an encoder: 'shared' (XLM-SWCM) or 'random'."""
+    normal_init: str = "random"
+    """Building from an encoder: 'random' or 'copy-previous' (BASE-B)."""
+    lang_tags: list[str] = field(default_factory=lambda: list(DEFAULT_LANG_TAGS))
+    """Building from an encoder: language tags to add."""
+    prune_vocab: bool = False
+    """Building from an encoder: first prune its vocabulary to the pieces the sources use."""
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    """Objectives: [dae, mt]; the paper's ablations are [mt] (-DAE) and [dae] (-MT)."""
+    mt_share: float = 0.5
+    """Share of translation examples when both tasks are on."""
+    alpha: float = 0.3
+    """Language sampling temperature: p ~ n^alpha over each language's bytes."""
+    max_length: int = 256
+    """Longest source / target in tokens (documents are cut into windows of this size)."""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """Denoising noise rates."""
+    skip_bad_lines: bool = False
+    """Count and skip malformed lines instead of failing at the first (file:line)."""
+    num_workers: int = 2
+    """Dataloader workers (tokenisation and noising run there)."""
+    max_steps: int | None = None
+    """Optimizer steps; or set epochs."""
+    epochs: float | None = None
+    """Passes over the usable lines of the sources (converted to steps with global_batch)."""
+    global_batch: int = 600
+    """Sequences per optimizer step, over all processes (micro_batch x processes x accumulation)."""
+    micro_batch: int = 8
+    """Sequences per forward pass on one process."""
+    lr: float = 1e-4
+    """Peak learning rate (AdamW, linear decay)."""
+    warmup_ratio: float = 0.1
+    """Share of steps warming up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    mixed_precision: str = "bf16"
+    """'bf16' (CPU and GPU), 'fp16' (GPU) or 'no'."""
+    seed: int = 0
+    """Seed of initialisation, data order and noise."""
+    save_every: int = 500
+    """Checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept (oldest deleted)."""
+    log_every: int = 1
+    """Log every N steps."""
+
+    def __post_init__(self):
+        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
+        if isinstance(self.noise, dict):
+            self.noise = NoiseConfig(**self.noise)
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
+        if (self.max_steps is None) == (self.epochs is None):
+            raise DataError("set exactly one of max_steps and epochs")
+        if self.mixed_precision not in ("bf16", "fp16", "no"):
+            raise DataError(f"mixed_precision must be bf16, fp16 or no, got {self.mixed_precision!r}")
+        if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
+            raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
+
+    def accumulation(self, world: int) -> int:
+        per_step = self.micro_batch * world
+        if self.global_batch % per_step:
+            raise DataError(
+                f"global_batch {self.global_batch} is not a multiple of "
+                f"micro_batch {self.micro_batch} x {world} processes"
+            )
+        return self.global_batch // per_step
+
+    def total_steps(self, usable_lines: int) -> int:
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * usable_lines / self.global_batch))
+
+
+_CASTS = {"int": int, "float": float, "str": str, "Path": Path}
+
+
+def _cast(kind: str, text: str, name: str):
+    if text.lower() in ("none", "null") and "None" in kind:
+        return None
+    kind = kind.replace(" | None", "")
+    if kind == "bool":
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise DataError(f"--{name}: expected true or false, got {text!r}")
+    if kind == "list[str]":
+        return [t for t in text.split(",") if t]
+    try:
+        return _CASTS.get(kind, str)(text)
+    except ValueError:
+        raise DataError(f"--{name}: expected {kind}, got {text!r}") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`--lr 3e-4 --noise.mask_ratio 0.3 --tasks mt`: scalar fields of the recipe (and of `noise`) by name."""
+    kinds = {f.name: str(f.type) for f in fields(PretrainRecipe)}
+    noise_kinds = {f.name: str(f.type) for f in fields(NoiseConfig)}
+    if len(overrides) % 2:
+        raise DataError(f"overrides come in pairs (--name value), got {overrides}")
+    data = dict(data)
+    for flag, value in zip(overrides[::2], overrides[1::2], strict=True):
+        if not flag.startswith("--"):
+            raise DataError(f"expected --name before {value!r}, got {flag!r}")
+        name = flag[2:].replace("-", "_")
+        if name.startswith("noise."):
+            key = name.split(".", 1)[1]
+            if key not in noise_kinds:
+                raise DataError(f"unknown noise field {key!r}; known: {', '.join(noise_kinds)}")
+            data["noise"] = {**dict(data.get("noise") or {}), key: _cast(noise_kinds[key], value, name)}
+        elif name in kinds and name not in ("sources", "noise"):
+            data[name] = _cast(kinds[name], value, name)
+        else:
+            raise DataError(f"unknown recipe field {name!r}; known: {', '.join(k for k in kinds if k != 'sources')}")
+    return data
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> PretrainRecipe:
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"recipe {path} not found")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
+    data = apply_overrides(data, overrides or [])
+    known = {f.name for f in fields(PretrainRecipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DataError(f"{path}: unknown recipe field(s) {unknown}; known: {', '.join(sorted(known))}")
+    required = [f.name for f in fields(PretrainRecipe) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise DataError(f"{path}: recipe needs {missing}")
+    try:
+        return PretrainRecipe(**data)
+    except TypeError as err:
+        raise DataError(f"{path}: {err}") from None

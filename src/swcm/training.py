@@ -1,0 +1,363 @@
+"""The pretraining stage on accelerate: the same code runs under `python -m`, `torchrun` and `accelerate launch`
+(DDP, FSDP or DeepSpeed come from the launcher's configuration). AdamW, linear schedule with warmup, gradient
+clipping, accumulation up to the global batch, bf16 / fp16 autocast.
+
+Checkpoints are written to a temporary folder, given a manifest of SHA-256 sums, then renamed into place: a
+checkpoint either exists whole or not at all. `resume` takes the newest checkpoint whose manifest verifies and
+restores model, optimizer, scheduler, RNG and the data position (the micro-batch index), so a killed and resumed
+run follows the loss curve of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, get_linear_schedule_with_warmup
+
+from .data import TASKS, DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
+from .modeling_swcm import SWCMForConditionalGeneration
+from .recipe import PretrainRecipe
+
+MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer_state.json"
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    for p in [*files, folder / MANIFEST]:
+        _fsync(p)
+    _fsync(folder)
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None if the checkpoint is whole, else what is wrong with it."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return "no manifest (interrupted while writing)"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return "unreadable manifest"
+    for name, entry in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            return f"{name} does not match its checksum"
+    if TRAINER_STATE not in manifest:
+        return f"no {TRAINER_STATE}"
+    return None
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders, newest first."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+
+
+def latest_good_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that verifies, and a message for each newer one that does not."""
+    problems = []
+    for candidate in checkpoints(folder):
+        problem = verify_checkpoint(candidate)
+        if problem is None:
+            return candidate, problems
+        problems.append(f"checkpoint {candidate} is unusable ({problem}); trying the previous one")
+    return None, problems
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict, keep: int) -> Path:
+    final = folder / f"step-{step:08d}"
+    staging = folder / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))  # model, optimizer, scheduler, RNG of every process
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / TRAINER_STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        write_manifest(staging)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        _fsync(folder)
+        for old in checkpoints(folder)[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ------------------------------------------------------------------------------------------------------ setup
+
+
+def build_model(recipe: PretrainRecipe, sources: list, out: Path, accelerator: Accelerator):
+    """An existing XLM-SWCM directory, or one built from the recipe's encoder (optionally vocabulary-pruned)."""
+    path = Path(recipe.model).expanduser()
+    if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
+        return AutoModelForSeq2SeqLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    encoder = recipe.model
+    if recipe.prune_vocab:
+        from .encoders import resolve_encoder
+        from .vocab import prune_vocab
+
+        pruned = out / "encoder-pruned"
+        if accelerator.is_main_process and not (pruned / "config.json").is_file():
+            files = [s.spec.path for s in sources if not s.spec.path.startswith("hf:")]
+            prune_vocab(resolve_encoder(encoder), files, pruned)
+        accelerator.wait_for_everyone()
+        encoder = str(pruned)
+    torch.manual_seed(recipe.seed)  # every process builds the same random parts
+    return SWCMForConditionalGeneration.from_encoder(
+        encoder,
+        normal_every=recipe.normal_every,
+        decoder_init=recipe.decoder_init,
+        normal_init=recipe.normal_init,
+        lang_tags=recipe.lang_tags,
+        return_tokenizer=True,
+    )
+
+
+def measure_data_throughput(examples: PretrainExamples, count: int = 64) -> float:
+    """Examples per second that one worker tokenises and noises."""
+    started = time.perf_counter()
+    for i in range(count):
+        examples.example(10**9 + i)  # indices far from training's, so nothing is cached
+    return count / (time.perf_counter() - started)
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "total"), ("loss_dae", "DAE"), ("loss_mt", "MT")):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy per token")
+    ax.set_title("XLM-SWCM pretraining")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", stacklevel=2)
+        return None
+    return SummaryWriter(str(folder))
+
+
+# ------------------------------------------------------------------------------------------------------- loop
+
+
+def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests)."""
+    out = Path(recipe.out)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
+        mixed_precision=recipe.mixed_precision,
+        gradient_accumulation_steps=recipe.accumulation(_world()),
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world != _world():
+        raise DataError(f"the launcher started {_world()} processes but accelerate formed a group of {world}")
+    accumulation = recipe.accumulation(world)
+    main = accelerator.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1, default=str), encoding="utf-8")
+
+    sources = [open_source(spec, recipe.skip_bad_lines, out / "index") for spec in recipe.sources]
+    skipped = {s.spec.path: s.skipped for s in sources if s.skipped}
+    if skipped and main:
+        print(f"skipped malformed or empty lines: {skipped}", flush=True)
+    mixture = build_mixture(sources, recipe.alpha, recipe.mt_share, recipe.tasks)
+    total_steps = recipe.total_steps(sum(s.rows for s in sources if s.spec.task in recipe.tasks))
+
+    model, tokenizer = build_model(recipe, sources, out, accelerator)
+    if main and not (out / "initial").exists():  # the starting point, for before / after comparisons
+        model.save_pretrained(out / "initial")
+        tokenizer.save_pretrained(out / "initial")
+    examples = PretrainExamples(
+        sources,
+        mixture,
+        tokenizer,
+        model.config.lang_tag_ids,
+        ExampleSettings(max_length=recipe.max_length, noise=recipe.noise, seed=recipe.seed),
+    )
+    data_rate = measure_data_throughput(examples)
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "layer_norm" in name or "LayerNorm" in name else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
+
+    step = 0
+    log_path = out / "log.jsonl"
+    if resume:
+        checkpoint, problems = latest_good_checkpoint(out / "checkpoints")
+        for problem in problems:
+            if main:
+                warnings.warn(problem, stacklevel=2)
+        if checkpoint is None:
+            raise DataError(f"--resume: no usable checkpoint in {out / 'checkpoints'}")
+        accelerator.load_state(str(checkpoint))
+        step = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))["step"]
+        if main and log_path.is_file():  # drop log lines past the checkpoint: they will be recomputed
+            kept = [r for r in log_path.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= step]
+            log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        if main:
+            print(f"resumed from {checkpoint} at step {step}", flush=True)
+    elif main and log_path.exists():
+        log_path.unlink()
+
+    stream = MicroBatchStream(
+        examples, recipe.micro_batch, rank, world, step * accumulation * world, tokenizer.pad_token_id
+    )
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=recipe.num_workers,
+        generator=torch.Generator().manual_seed(recipe.seed),  # the loader must not draw from the global RNG
+        prefetch_factor=4 if recipe.num_workers else None,
+    )
+    writer = _tensorboard(out / "tb") if main else None
+    if main:
+        print(
+            f"pretraining {total_steps} steps x {recipe.global_batch} sequences ({world} process(es) x "
+            f"{recipe.micro_batch} x {accumulation} accumulation); mixture: {mixture.describe()}; "
+            f"data pipeline {data_rate:.0f} examples/s per worker x {max(1, recipe.num_workers)} worker(s)",
+            flush=True,
+        )
+    bar = tqdm(total=total_steps, initial=step, desc="pretraining", unit=" step", disable=not main)
+    unwrapped = accelerator.unwrap_model(model)
+    model.train()
+    sums = torch.zeros(2 + 2 * len(TASKS), device=accelerator.device)  # loss, micro-batches, per-task sum / count
+    tokens, started, last_log = 0, time.perf_counter(), time.perf_counter()
+    stop = min(total_steps, stop_after) if stop_after else total_steps
+    for batch in loader:
+        if step >= stop:
+            break
+        labels = batch["labels"].to(accelerator.device)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                logits = model(
+                    input_ids=batch["input_ids"].to(accelerator.device),
+                    attention_mask=batch["attention_mask"].to(accelerator.device),
+                    decoder_input_ids=unwrapped.prepare_decoder_input_ids_from_labels(labels),
+                    use_cache=False,
+                ).logits
+            token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            mask = labels != -100
+            loss = token_loss.sum() / mask.sum()
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            sums[0] += loss.detach()
+            sums[1] += 1
+            per_example = (token_loss * mask).sum(1)
+            for t in range(len(TASKS)):
+                chosen = batch["task"].to(accelerator.device) == t
+                sums[2 + 2 * t] += per_example[chosen].sum()
+                sums[3 + 2 * t] += mask[chosen].sum()
+        tokens += int(batch["attention_mask"].sum()) + int(mask.sum())
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        if step % recipe.log_every == 0 or step == stop:
+            totals = accelerator.reduce(sums, reduction="sum")
+            now = time.perf_counter()
+            row = {
+                "step": step,
+                "loss": float(totals[0] / totals[1]),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": tokens * world / (now - last_log),
+                "examples_per_s": recipe.global_batch * recipe.log_every / (now - last_log),
+            }
+            for t, task in enumerate(TASKS):
+                count = float(totals[3 + 2 * t])
+                row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
+            sums.zero_()
+            tokens, last_log = 0, now
+            if main:
+                with log_path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "step" and value is not None:
+                            writer.add_scalar(f"pretrain/{key}", value, step)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", tok_s=f"{row['tokens_per_s']:.0f}")
+        if step % recipe.save_every == 0 or step == total_steps:
+            save_checkpoint(accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    summary = {"steps": step, "total_steps": total_steps, "seconds": time.perf_counter() - started}
+    summary["data_examples_per_s_per_worker"] = data_rate
+    if step >= total_steps:
+        accelerator.wait_for_everyone()
+        if main:
+            unwrapped.save_pretrained(out / "final")
+            tokenizer.save_pretrained(out / "final")
+            plot_losses(log_path, out / "loss.png")
+    return summary
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))

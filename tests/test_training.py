@@ -1,0 +1,213 @@
+"""The pretraining stage end to end on a tiny model, through the CLI: exact resume after SIGKILL, corrupt
+checkpoints, DDP equivalence, ablation switches."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from swcm.recipe import load_recipe
+
+from .test_data import write_jsonl
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def recipe_file(tiny_xlmr, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pretrain-data")
+    kk = write_jsonl(folder / "kk.jsonl", [{"text": f"қазақ {i} тілі. монгол {i % 7} хэл."} for i in range(60)])
+    ug = write_jsonl(folder / "ug.jsonl", [{"text": f"ئۇيغۇرچە {i} تىل."} for i in range(30)])
+    mt = write_jsonl(folder / "mt.jsonl", [{"zh": f"中文 {i}", "mn": f"монгол {i}"} for i in range(40)])
+    recipe = {
+        "model": str(tiny_xlmr),
+        "sources": [
+            {"path": str(kk), "task": "dae", "lang": "kk"},
+            {"path": str(ug), "task": "dae", "lang": "ug"},
+            {"path": str(mt), "task": "mt", "langs": ["zh", "mn"]},
+        ],
+        "max_steps": 12,
+        "global_batch": 8,
+        "micro_batch": 4,
+        "max_length": 32,
+        "lr": 1e-3,
+        "mixed_precision": "no",
+        "num_workers": 1,
+        "save_every": 4,
+        "keep_checkpoints": 3,
+        "log_every": 1,
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run(recipe_file, out, *extra, launcher=(sys.executable, "-m", "swcm.cli")):
+    return subprocess.run(
+        [*launcher, "pretrain", "--config", str(recipe_file), "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def losses(out):
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1)), "one log row per step, no duplicates"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(recipe_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run-a")
+    result = run(recipe_file, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_uninterrupted_run_writes_logs_plot_checkpoints_and_model(uninterrupted):
+    rows = losses(uninterrupted)
+    assert len(rows) == 12 and rows[-1]["loss"] < rows[0]["loss"]
+    assert all(r["loss_dae"] is not None and r["loss_mt"] is not None for r in rows)
+    assert (uninterrupted / "loss.png").stat().st_size > 1000
+    assert list((uninterrupted / "tb").iterdir()), "TensorBoard event file"
+    assert sorted(p.name for p in (uninterrupted / "checkpoints").iterdir()) == [
+        "step-00000004",
+        "step-00000008",
+        "step-00000012",
+    ]
+    assert (uninterrupted / "final" / "model.safetensors").is_file()
+
+
+def test_sigkill_and_resume_follow_the_uninterrupted_loss_curve(recipe_file, uninterrupted, tmp_path):
+    out = tmp_path / "run-b"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swcm.cli",
+            "pretrain",
+            "--config",
+            str(recipe_file),
+            "--out",
+            str(out),
+            "--save-every",
+            "3",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    log = out / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= 7:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists(), "killed before the end"
+    result = run(recipe_file, out, "--save-every", "3", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout
+    expected, got = losses(uninterrupted), losses(out)
+    assert len(got) == 12
+    for a, b in zip(expected, got, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6), (a, b)
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
+
+
+def test_a_corrupt_checkpoint_is_detected_and_the_previous_one_used(recipe_file, uninterrupted, tmp_path):
+    out = tmp_path / "run-c"
+    result = run(recipe_file, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    newest = out / "checkpoints" / "step-00000012"
+    weights = next(newest.glob("model*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # a torn write
+    (out / "checkpoints" / ".tmp-step-00000016").mkdir()  # an interrupted save is never a candidate
+    result = run(recipe_file, out, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint {newest} is unusable" in result.stderr and "does not match its checksum" in result.stderr
+    assert "step-00000008 at step 8" in result.stdout
+    for a, b in zip(losses(uninterrupted), losses(out), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(recipe_file, tmp_path):
+    """Without dropout (a second rank draws other dropout masks than a second micro-batch would), 2 processes x
+    micro-batch 4 and 1 process x micro-batch 4 x 2 accumulation see the same data and take the same steps."""
+    from .conftest import save_tiny_xlmr
+
+    encoder = save_tiny_xlmr(tmp_path / "encoder", dropout=0.0)
+    args = ("--model", str(encoder), "--num-workers", "0", "--max-steps", "6")
+    single = run(recipe_file, tmp_path / "one", *args)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "swcm.cli",
+    )
+    ddp = run(recipe_file, tmp_path / "ddp", *args, launcher=launcher)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "1 process(es) x 4 x 2 accumulation" in single.stdout and "2 process(es) x 4 x 1 accumulation" in ddp.stdout
+    for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "ddp"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=2e-5), (a, b)
+
+
+@pytest.mark.parametrize(("tasks", "absent"), [("mt", "loss_dae"), ("dae", "loss_mt")])
+def test_ablation_switches_turn_an_objective_off(recipe_file, tmp_path, tasks, absent):
+    out = tmp_path / tasks
+    result = run(recipe_file, out, "--tasks", tasks, "--max-steps", "3", "--num-workers", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(r[absent] is None for r in losses(out))
+
+
+def test_recipe_overrides_and_errors(recipe_file):
+    recipe = load_recipe(
+        recipe_file,
+        ["--lr", "3e-4", "--noise.mask_ratio", "0.2", "--tasks", "mt", "--epochs", "2", "--max-steps", "none"],
+    )
+    assert recipe.lr == 3e-4 and recipe.noise.mask_ratio == 0.2 and recipe.tasks == ["mt"] and recipe.epochs == 2.0
+    assert recipe.total_steps(usable_lines=100) == 25  # 2 epochs x 100 lines / 8 per step
+    from swcm.data import DataError
+
+    with pytest.raises(DataError, match="unknown recipe field 'learning_rate'"):
+        load_recipe(recipe_file, ["--learning-rate", "1"])
+    with pytest.raises(DataError, match="--lr: expected float, got 'fast'"):
+        load_recipe(recipe_file, ["--lr", "fast"])
+    with pytest.raises(DataError, match="global_batch 8 is not a multiple of micro_batch 3 x 1 processes"):
+        load_recipe(recipe_file, ["--micro-batch", "3"]).accumulation(1)
+    bad = recipe_file.parent / "bad.yaml"
+    bad.write_text(recipe_file.read_text().replace("kk.jsonl", "missing.jsonl"))
+    result = run(bad, recipe_file.parent / "never")
+    assert result.returncode == 2 and result.stderr.strip().endswith("missing.jsonl: no such file")
+
+
+def test_the_recipes_in_the_repository_load():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "recipes"
+    paper = load_recipe(folder / "xlm-swcm-pretrain.yaml")
+    assert (paper.lr, paper.warmup_ratio, paper.global_batch, paper.max_length, paper.grad_clip, paper.epochs) == (
+        1e-4,
+        0.1,
+        600,
+        256,
+        1.0,
+        8,
+    )
+    assert paper.model == "hfl/cino-base-v2" and paper.accumulation(8) == 3 and paper.mixed_precision == "bf16"
+    small = load_recipe(folder / "cpu-small.yaml")
+    assert small.model == "packaged:multilingual-e5-small" and small.prune_vocab and small.max_steps
