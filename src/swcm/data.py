@@ -75,6 +75,20 @@ class SourceSpec:
 # ------------------------------------------------------------------------------------------------ local files
 
 
+def json_object(path: Path, line_no: int, text: str, fields: Sequence[str] = ()) -> dict:
+    """One JSON Lines row as a dict holding `fields`; raises DataError naming path:line."""
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+    missing = [f for f in fields if f not in row]
+    if missing:
+        raise DataError(f"{path}:{line_no}: missing field(s) {missing}")
+    return row
+
+
 def parse_row(path: Path, line_no: int, raw: bytes, fields: Sequence[str]) -> list[str]:
     """The fields of one line; raises DataError naming path:line."""
     try:
@@ -89,15 +103,7 @@ def parse_row(path: Path, line_no: int, raw: bytes, fields: Sequence[str]) -> li
             raise DataError(f"{path}:{line_no}: {len(values)} tab-separated columns, need {len(fields)}")
         return values[: len(fields)]
     else:
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-        missing = [f for f in fields if f not in row]
-        if missing:
-            raise DataError(f"{path}:{line_no}: missing field(s) {missing}")
+        row = json_object(path, line_no, text, fields)
         values = [row[f] for f in fields]
         bad = [f for f, v in zip(fields, values, strict=True) if not isinstance(v, str)]
         if bad:

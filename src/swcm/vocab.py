@@ -21,11 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from .data import DataError as CorpusError  # corpus problems are data problems: one error type, file:line
+from .data import json_object
 from .encoders import load_encoder
-
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be read, with file:line."""
 
 
 def read_corpus(files: Iterable[str | Path], fields: Sequence[str] | None = None) -> Iterator[str]:
@@ -42,19 +40,8 @@ def read_corpus(files: Iterable[str | Path], fields: Sequence[str] | None = None
                 if path.suffix != ".jsonl":
                     yield line.rstrip("\n")
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise CorpusError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise CorpusError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-                if fields:
-                    missing = [f for f in fields if f not in row]
-                    if missing:
-                        raise CorpusError(f"{path}:{line_no}: missing field(s) {missing}")
-                    values = [row[f] for f in fields]
-                else:
-                    values = list(row.values())
+                row = json_object(path, line_no, line, fields or ())
+                values = [row[f] for f in fields] if fields else list(row.values())
                 for value in values:
                     if isinstance(value, str) and value.strip():
                         yield value
