@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
@@ -117,6 +118,34 @@ class ConvertReleaseArgs:
     """Directory for the converted model and tokenizer."""
 
 
+@dataclass
+class GenerateArgs:
+    """Arguments of `swcm generate`."""
+
+    model: Path
+    """An XLM-SWCM model directory (with its tokenizer)."""
+    tgt_lang: str
+    """Target language code; its tag starts every output."""
+    input: str = "-"
+    """Text file, one input per line, or - for standard input."""
+    output: str = "-"
+    """File to write, one output per line, or - for standard output."""
+    num_beams: int = 5
+    """Beam size (1: greedy)."""
+    max_new_tokens: int = 128
+    """Longest output in tokens."""
+    length_penalty: float = 1.0
+    """Beam length penalty (> 1 favours longer outputs)."""
+    no_repeat_ngram_size: int = 0
+    """Forbid repeating n-grams of this size (0: off)."""
+    batch_size: int = 16
+    """Inputs per batch (batched by length)."""
+    constrain_script: bool = False
+    """Mask tokens of other scripts than the target language's (digits, punctuation, Latin allowed)."""
+    skip_empty: bool = False
+    """Answer empty input lines with an empty line (counted) instead of failing."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
     _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
+    generate = sub.add_parser("generate", help="generate from text lines (file or stdin) into a target language")
+    _add_dataclass_arguments(generate, GenerateArgs, {})
     convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
     _add_dataclass_arguments(convert, ConvertReleaseArgs, {})
     pretrain = sub.add_parser(
@@ -200,6 +231,47 @@ def run_build(args: BuildArgs) -> str:
     return "\n".join(lines)
 
 
+def run_generate(args: GenerateArgs) -> None:
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from .generation import generate_texts
+    from .tokenization import lang_code
+
+    tags = AutoConfig.from_pretrained(args.model).lang_tag_ids  # unknown language: fail before reading anything
+    if lang_code(args.tgt_lang) not in tags:
+        raise ValueError(f"model has no language tag <{lang_code(args.tgt_lang)}>; its tags: {sorted(tags)}")
+    name = "<stdin>" if args.input == "-" else args.input
+    source = nullcontext(sys.stdin) if args.input == "-" else open(args.input, encoding="utf-8")
+    with source as handle:
+        lines = [line.rstrip("\n") for line in handle]
+    empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
+    if empty and not args.skip_empty:
+        raise ValueError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip-empty answers them empty)")
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    outputs = generate_texts(
+        model,
+        tokenizer,
+        [lines[i] for i in keep],
+        args.tgt_lang,
+        batch_size=args.batch_size,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        length_penalty=args.length_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        constrain_script=args.constrain_script,
+    )
+    result = [""] * len(lines)
+    for i, text in zip(keep, outputs, strict=True):
+        result[i] = text.replace("\n", " ")
+    target = nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    with target as out:
+        out.write("".join(line + "\n" for line in result))
+    if empty:
+        print(f"warning: {len(empty)} empty input line(s) answered with empty output", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
     from .encoders import EncoderError
@@ -221,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             a = _args(ExtendArgs, ns)
             report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
             print(report_table(report))
+        elif command == "generate":
+            run_generate(_args(GenerateArgs, ns))
         elif command == "convert-release":
             a = _args(ConvertReleaseArgs, ns)
             _, _, report = convert_release(a.checkpoint, a.encoder, a.out)

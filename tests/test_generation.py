@@ -1,0 +1,119 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from swcm import SWCMForConditionalGeneration
+from swcm.cli import main
+from swcm.generation import allowed_tokens, generate_texts
+from swcm.metrics import off_target_rate, script_of
+
+SOURCES = ["中文新闻", "世界", "你好 中文", "新闻 世界 中文"]
+
+
+@pytest.fixture
+def falls_back_to_chinese(tiny_xlmr, tmp_path):
+    """A model whose head prefers Chinese pieces, then Tibetan ones: unconstrained it answers in Chinese."""
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    with torch.no_grad():
+        model.lm_head.bias.zero_()
+        for i, piece in enumerate(pieces):
+            scripts = {script_of(c) for c in piece}
+            if "han" in scripts:
+                model.lm_head.bias[i] = 50.0
+            elif "tibetan" in scripts:
+                model.lm_head.bias[i] = 40.0
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return model.eval(), tokenizer, tmp_path / "model"
+
+
+def test_script_constraint_removes_the_fall_back_to_chinese(falls_back_to_chinese):
+    model, tokenizer, _ = falls_back_to_chinese
+    kwargs = dict(num_beams=2, max_new_tokens=6, progress=False)
+    free = generate_texts(model, tokenizer, SOURCES, "bo", **kwargs)
+    constrained = generate_texts(model, tokenizer, SOURCES, "bo", constrain_script=True, **kwargs)
+    assert off_target_rate(free, "bo") == 100.0
+    assert off_target_rate(constrained, "bo") == 0.0
+    assert all(script_of(c) != "han" for text in constrained for c in text)
+
+
+def test_allowed_tokens_keep_digits_latin_and_specials_but_not_other_tags(tiny_xlmr):
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    allowed = allowed_tokens(tokenizer, "ug", model.config.vocab_size, model.config.lang_tag_ids)
+    ids = tokenizer.convert_tokens_to_ids
+    assert allowed[ids("▁a")] and allowed[ids("7")] and allowed[ids("ئ")] and allowed[tokenizer.eos_token_id]
+    assert not allowed[ids("中")] and not allowed[ids("བ")] and not allowed[ids("қ")]
+    assert allowed[ids("<ug>")] and not allowed[ids("<bo>")]
+
+
+def test_outputs_come_back_in_input_order(falls_back_to_chinese):
+    model, tokenizer, _ = falls_back_to_chinese
+    batched = generate_texts(
+        model, tokenizer, SOURCES, "bo", batch_size=3, num_beams=1, max_new_tokens=4, progress=False
+    )
+    alone = [
+        generate_texts(model, tokenizer, [s], "bo", num_beams=1, max_new_tokens=4, progress=False)[0] for s in SOURCES
+    ]
+    assert batched == alone
+
+
+def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path, capsys):
+    _, _, model_dir = falls_back_to_chinese
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    args = [
+        "generate",
+        "--model",
+        str(model_dir),
+        "--tgt-lang",
+        "bo",
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--constrain-script",
+    ]
+    assert main(args) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 and off_target_rate(lines, "bo") == 0.0
+    capsys.readouterr()
+    source.write_text("中文\n\n世界\n", encoding="utf-8")
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"swcm generate: error: {source}:2: empty input line (1 in all; --skip-empty answers them empty)"
+    ), "fails before loading the model"
+    assert main([*args, "--skip-empty"]) == 0
+    assert out.read_text(encoding="utf-8").splitlines()[1] == ""
+    assert "1 empty input line(s)" in capsys.readouterr().err
+    assert main([*args[:4], "fr", *args[5:]]) == 2
+    assert "model has no language tag <fr>" in capsys.readouterr().err
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swcm.cli",
+            "generate",
+            "--model",
+            str(model_dir),
+            "--tgt-lang",
+            "bo",
+            "--num-beams",
+            "1",
+            "--max-new-tokens",
+            "3",
+        ],
+        input="中文\n世界\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
