@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .cldr import NamePair, cldr_pairs, split_pairs
+from .data import collate
+from .generation import generate_texts
 from .metrics import chrf_pp, exact_match
 from .modeling_swcm import SWCMForConditionalGeneration
 from .noising import mask_spans
@@ -57,12 +59,6 @@ class QuickstartArgs:
     """Random seed."""
 
 
-@dataclass
-class Example:
-    source: list[int]
-    labels: list[int]
-
-
 class QuickstartData:
     """Tokenised CLDR pairs and the example sampler: translation (both directions) and span-masked denoising."""
 
@@ -80,14 +76,15 @@ class QuickstartData:
         self.mono = [(lang, p.tgt) for lang, pairs in self.train.items() for p in pairs]
         self.mono += [("zh", p.src) for p in self.train[langs[0]]]
 
-    def _example(self, source_text: str, target_lang: str, target_text: str, noise: bool = False) -> Example:
+    def _example(self, source_text: str, target_lang: str, target_text: str, noise: bool = False) -> dict:
         bos, eos = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         source = self.ids[source_text]
         if noise:
             source = mask_spans(source, self.tokenizer.mask_token_id, self.rng)
-        return Example([bos, *source, eos], [self.tags[target_lang], *self.ids[target_text], eos])
+        labels = [self.tags[target_lang], *self.ids[target_text], eos]
+        return {"input_ids": [bos, *source, eos], "labels": labels, "task": int(not noise)}
 
-    def sample(self, dae_share: float) -> Example:
+    def sample(self, dae_share: float) -> dict:
         if self.rng.random() < dae_share:
             lang, text = self.rng.choice(self.mono)
             return self._example(text, lang, text, noise=True)
@@ -98,42 +95,24 @@ class QuickstartData:
         return self._example(pair.tgt, "zh", pair.src)
 
     def batch(self, size: int, dae_share: float) -> dict[str, torch.Tensor]:
-        return collate([self.sample(dae_share) for _ in range(size)], self.tokenizer.pad_token_id)
-
-
-def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(e.source) for e in examples)
-    label_width = max(len(e.labels) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), label_width), -100)
-    for i, e in enumerate(examples):
-        input_ids[i, : len(e.source)] = torch.tensor(e.source)
-        attention_mask[i, : len(e.source)] = 1
-        labels[i, : len(e.labels)] = torch.tensor(e.labels)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-@torch.no_grad()
-def translate(model, tokenizer, texts: list[str], tgt_lang: str, batch_size: int = 32) -> list[str]:
-    """zh -> tgt_lang, greedy, batched by length."""
-    model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    outputs: dict[int, str] = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True)
-        ids = model.generate(**batch, tgt_lang=tgt_lang, max_new_tokens=32, num_beams=1)
-        for i, text in zip(chunk, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
-            outputs[i] = text.strip()
-    return [outputs[i] for i in range(len(texts))]
+        batch = collate([self.sample(dae_share) for _ in range(size)], self.tokenizer.pad_token_id)
+        return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
 
 
 def evaluate(model, tokenizer, test: dict[str, list[NamePair]], max_eval: int) -> dict[str, dict]:
     results = {}
     for lang, pairs in tqdm(list(test.items()), desc="evaluating", unit=" lang", leave=False):
         pairs = pairs[:max_eval]
-        hyps = translate(model, tokenizer, [p.src for p in pairs], lang)
+        hyps = generate_texts(
+            model,
+            tokenizer,
+            [p.src for p in pairs],
+            lang,
+            batch_size=32,
+            num_beams=1,
+            max_new_tokens=32,
+            progress=False,
+        )
         refs = [p.tgt for p in pairs]
         results[lang] = {
             "n": len(pairs),
