@@ -146,6 +146,54 @@ class GenerateArgs:
     """Answer empty input lines with an empty line (counted) instead of failing."""
 
 
+@dataclass
+class EvaluateArgs:
+    """Arguments of `swcm evaluate`. Paths and field names may hold {lang}, filled with each target language."""
+
+    model: Path
+    """An XLM-SWCM model directory."""
+    data: str
+    """JSON Lines file, e.g. ../shared/data/qa/cmilbench.{lang}.jsonl."""
+    task: str
+    """translation, summarization or mrc."""
+    tgt_langs: str
+    """Comma-separated target languages, e.g. ug,kk,mn,bo."""
+    out: Path
+    """Folder for report.json, report.md and predictions/."""
+    src_field: str = "zh"
+    """translation: source field."""
+    tgt_field: str = "{lang}"
+    """translation: reference field."""
+    text_field: str = "{lang}.body"
+    """summarization: document field (dotted reaches into objects)."""
+    summary_field: str = "{lang}.headline"
+    """summarization: reference field."""
+    question_field: str = "question"
+    """mrc: question field."""
+    context_field: str = "context"
+    """mrc: context field."""
+    answer_field: str = "answer"
+    """mrc: answer field (a string, or a list of answers: e.g. answers)."""
+    limit: int | None = None
+    """Evaluate at most this many examples per language."""
+    num_beams: int = 5
+    """Beam size."""
+    max_new_tokens: int = 64
+    """Longest output in tokens."""
+    max_source_length: int = 256
+    """Longest input in tokens (MRC inputs are cut from the context)."""
+    batch_size: int = 16
+    """Inputs per batch."""
+    length_penalty: float = 1.0
+    """Beam length penalty."""
+    no_repeat_ngram_size: int = 0
+    """Forbid repeating n-grams of this size (0: off)."""
+    constrain_script: bool = False
+    """Script-constrained decoding."""
+    skip_empty: bool = False
+    """Count and skip examples with an empty field instead of failing at file:line."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
     generate = sub.add_parser("generate", help="generate from text lines (file or stdin) into a target language")
     _add_dataclass_arguments(generate, GenerateArgs, {})
+    evaluate = sub.add_parser("evaluate", help="generate for a task file and score it (JSON + markdown report)")
+    _add_dataclass_arguments(evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc")})
     convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
     _add_dataclass_arguments(convert, ConvertReleaseArgs, {})
     pretrain = sub.add_parser(
@@ -231,6 +281,54 @@ def run_build(args: BuildArgs) -> str:
     return "\n".join(lines)
 
 
+def run_evaluate(args: EvaluateArgs) -> str:
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from .evaluation import evaluate_file, write_report
+    from .tasks import TaskSpec
+
+    langs = [lang.strip() for lang in args.tgt_langs.split(",") if lang.strip()]
+    tags = AutoConfig.from_pretrained(args.model).lang_tag_ids
+    missing = [lang for lang in langs if lang not in tags]
+    if missing:
+        raise ValueError(f"model has no language tag for {missing}; its tags: {sorted(tags)}")
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    rows, predictions = [], {}
+    for lang in langs:
+        fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
+        spec = TaskSpec(
+            task=args.task,
+            tgt_lang=lang,
+            src_field=fill["src_field"],
+            tgt_field=fill["tgt_field"],
+            text_field=fill["text_field"],
+            summary_field=fill["summary_field"],
+            question_field=fill["question_field"],
+            context_field=fill["context_field"],
+            answer_field=fill["answer_field"],
+        )
+        row, items = evaluate_file(
+            model,
+            tokenizer,
+            fill["data"],
+            spec,
+            limit=args.limit,
+            skip_empty=args.skip_empty,
+            max_source_length=args.max_source_length,
+            batch_size=args.batch_size,
+            num_beams=args.num_beams,
+            max_new_tokens=args.max_new_tokens,
+            length_penalty=args.length_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            constrain_script=args.constrain_script,
+        )
+        rows.append(row)
+        predictions[f"{args.task}.{lang}"] = items
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return write_report(rows, predictions, args.out, settings).read_text(encoding="utf-8")
+
+
 def run_generate(args: GenerateArgs) -> None:
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -295,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(report_table(report))
         elif command == "generate":
             run_generate(_args(GenerateArgs, ns))
+        elif command == "evaluate":
+            print(run_evaluate(_args(EvaluateArgs, ns)))
         elif command == "convert-release":
             a = _args(ConvertReleaseArgs, ns)
             _, _, report = convert_release(a.checkpoint, a.encoder, a.out)

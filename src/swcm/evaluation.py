@@ -1,0 +1,102 @@
+"""`swcm evaluate`: generate for a task file and score it; a JSON report and a markdown table, one row per
+language x task, plus every prediction next to its source and reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .generation import generate_texts
+from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
+from .tasks import TaskSpec, mrc_sources, read_task_file
+
+
+def evaluate_file(
+    model,
+    tokenizer,
+    path: str | Path,
+    spec: TaskSpec,
+    limit: int | None = None,
+    skip_empty: bool = False,
+    max_source_length: int = 256,
+    **generation,
+) -> tuple[dict, list[dict]]:
+    """(report row, predictions) for one task file."""
+    data = read_task_file(path, spec, limit=limit, skip_empty=skip_empty)
+    if spec.task == "mrc":
+        sources, truncated = mrc_sources(tokenizer, data.examples, max_source_length)
+    else:
+        sources = [e.source for e in data.examples]
+        lengths = [len(ids) for ids in tokenizer(sources, add_special_tokens=True, verbose=False)["input_ids"]]
+        truncated = sum(n > max_source_length for n in lengths)
+    outputs = generate_texts(
+        model, tokenizer, sources, spec.tgt_lang, max_source_length=max_source_length, **generation
+    )
+    references = [e.references[0] for e in data.examples]
+    rouge = rouge_l(outputs, references)
+    row = {
+        "file": str(path),
+        "task": spec.task,
+        "lang": spec.tgt_lang,
+        "n": len(outputs),
+        "rougeL_f": rouge["sentence"].f,
+        "rougeL_p": rouge["sentence"].p,
+        "rougeL_r": rouge["sentence"].r,
+        "rougeL_corpus_f": rouge["corpus"].f,
+        "chrf++": chrf_pp(outputs, references),
+        "off_target": off_target_rate(outputs, spec.tgt_lang),
+        "truncated_inputs": truncated,
+        "skipped_empty": data.skipped_empty,
+    }
+    if spec.task == "translation":
+        row["bleu"], row["bleu_signature"] = bleu(outputs, references, spec.tgt_lang)
+    if spec.task == "mrc":
+        answers = [e.references for e in data.examples]
+        row["exact_match"] = exact_match(outputs, answers)
+        row["f1"] = token_f1(outputs, answers)
+    predictions = [
+        {"where": e.where, "source": s, "references": e.references, "output": o}
+        for e, s, o in zip(data.examples, sources, outputs, strict=True)
+    ]
+    return row, predictions
+
+
+def report_markdown(rows: list[dict]) -> str:
+    columns = [
+        ("task", "task", "{}"),
+        ("lang", "lang", "{}"),
+        ("n", "n", "{}"),
+        ("rougeL_f", "ROUGE-L F", "{:.2f}"),
+        ("rougeL_p", "P", "{:.2f}"),
+        ("rougeL_r", "R", "{:.2f}"),
+        ("chrf++", "chrF++", "{:.2f}"),
+        ("bleu", "BLEU", "{:.2f}"),
+        ("exact_match", "EM", "{:.1f}"),
+        ("f1", "F1", "{:.1f}"),
+        ("off_target", "off-target %", "{:.1f}"),
+        ("truncated_inputs", "truncated", "{}"),
+    ]
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [fmt.format(row[key]) if row.get(key) is not None else "" for key, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    signatures = sorted({row["bleu_signature"] for row in rows if row.get("bleu_signature")})
+    notes = [
+        "",
+        "ROUGE-L: mean of per-example scores with swcm's script tokenizer (corpus-level F in report.json).",
+    ]
+    notes += [f"BLEU signature: {s}" for s in signatures]
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: str | Path, settings: dict) -> Path:
+    out = Path(out_dir)
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    for name, items in predictions.items():
+        with (out / "predictions" / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    (out / "report.json").write_text(
+        json.dumps({"settings": settings, "results": rows}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    (out / "report.md").write_text(report_markdown(rows), encoding="utf-8")
+    return out / "report.md"
