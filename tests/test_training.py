@@ -211,3 +211,73 @@ def test_the_recipes_in_the_repository_load():
     assert paper.model == "hfl/cino-base-v2" and paper.accumulation(8) == 3 and paper.mixed_precision == "bf16"
     small = load_recipe(folder / "cpu-small.yaml")
     assert small.model == "packaged:multilingual-e5-small" and small.prune_vocab and small.max_steps
+
+
+def test_finetune_translation_summarization_and_mrc(tiny_xlmr, tmp_path):
+    mt = write_jsonl(tmp_path / "mt.jsonl", [{"zh": f"中文 {i}", "ug": f"ئۇيغۇر {i}"} for i in range(12)])
+    headlines = write_jsonl(
+        tmp_path / "h.jsonl", [{"kk": {"body": f"қазақ тілі {i}", "headline": "қазақ"}} for i in range(6)]
+    )
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "中文?", "context": "中文 " * 50, "answers": ["中文"]}] * 4)
+    recipe = {
+        "model": str(tiny_xlmr),
+        "train": [
+            {"path": str(mt), "task": "translation", "tgt_lang": "ug", "src_field": "zh", "tgt_field": "ug"},
+            {
+                "path": str(headlines),
+                "task": "summarization",
+                "tgt_lang": "kk",
+                "text_field": "kk.body",
+                "summary_field": "kk.headline",
+                "limit": 3,
+            },
+            {"path": str(qa), "task": "mrc", "tgt_lang": "zh", "answer_field": "answers"},
+            {"path": str(qa), "task": "mrc", "tgt_lang": "zh", "answer_field": "answers", "limit": 0},
+        ],
+        "epochs": 2,
+        "global_batch": 4,
+        "micro_batch": 4,
+        "max_length": 24,
+        "lr": 1e-3,
+        "mixed_precision": "no",
+        "num_workers": 0,
+        "save_every": 100,
+        "log_every": 1,
+    }
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    out = tmp_path / "ft"
+    result = subprocess.run(
+        [sys.executable, "-m", "swcm.cli", "finetune", "--config", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 24 translation items (both directions) + 3 headlines (limit) + 4 mrc = 31; 2 epochs / 4 per step = 16 steps
+    assert "4 mrc (4 contexts cut)" in result.stdout and "left out (limit 0)" in result.stdout
+    rows = losses(out)
+    assert len(rows) == 16
+    assert {k for r in rows for k, v in r.items() if k.startswith("loss_") and v is not None} == {
+        "loss_translation",
+        "loss_summarization",
+        "loss_mrc",
+    }
+    assert (out / "final" / "model.safetensors").is_file() and (out / "loss.png").is_file()
+
+
+def test_the_finetuning_recipes_load():
+    from pathlib import Path
+
+    from swcm.recipe import FinetuneRecipe
+
+    folder = Path(__file__).resolve().parents[1] / "recipes"
+    mt = load_recipe(folder / "finetune-mt-cpu.yaml", cls=FinetuneRecipe)
+    assert [f.tgt_lang for f in mt.train] == ["ug", "kk", "mn", "bo"] and all(f.both_directions for f in mt.train)
+    transfer = load_recipe(folder / "crosslingual-transfer.yaml", cls=FinetuneRecipe)
+    assert [f.limit for f in transfer.train] == [None, 100, 100, 100, 100]
+    zero_shot = load_recipe(folder / "crosslingual-transfer.yaml", cls=FinetuneRecipe)
+    for f in zero_shot.train[1:]:
+        f.limit = 0  # k = 0: Chinese only
+    assert sum(f.limit == 0 for f in zero_shot.train) == 4

@@ -217,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.add_argument("--config", type=Path, help="recipe YAML (see recipes/)")
     pretrain.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    finetune = sub.add_parser(
+        "finetune",
+        help="fine-tune on translation / summarization / reading-comprehension files from a recipe",
+        description="Any scalar recipe field can follow as --name value (e.g. --max-steps 100 --lr 5e-5).",
+    )
+    finetune.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/finetune-*.yaml)")
+    finetune.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
     _add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
     return parser
@@ -378,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
-    if extra and ns.command != "pretrain":
+    if extra and ns.command not in ("pretrain", "finetune"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
     try:
@@ -409,6 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume)
             print(json.dumps(summary))
+        elif command == "finetune":
+            from .recipe import FinetuneRecipe, load_recipe
+            from .training import finetune
+
+            print(json.dumps(finetune(load_recipe(ns.config, extra, FinetuneRecipe), resume=ns.resume)))
         elif command == "quickstart":
             args = _args(QuickstartArgs, ns)
             run_quickstart(args)

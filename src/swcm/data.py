@@ -321,6 +321,8 @@ class ExampleSettings:
 class PretrainExamples:
     """example(index) -> {"input_ids", "labels", "task"}: the same index always gives the same example."""
 
+    task_names = TASKS
+
     def __init__(
         self, sources: Sequence, mixture: Mixture, tokenizer, tag_ids: dict[str, int], settings: ExampleSettings
     ):

@@ -10,6 +10,7 @@ import yaml
 
 from .data import TASKS, DataError, SourceSpec
 from .noising import NoiseConfig
+from .tasks import TrainFile
 from .tokenization import DEFAULT_LANG_TAGS
 
 
@@ -104,6 +105,22 @@ class PretrainRecipe:
         return max(1, math.ceil(self.epochs * usable_lines / self.global_batch))
 
 
+@dataclass
+class FinetuneRecipe(PretrainRecipe):
+    """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
+
+    sources: list[SourceSpec] = field(default_factory=list)
+    """Unused in fine-tuning."""
+    train: list[TrainFile] = field(default_factory=list)
+    """Training files (see tasks.TrainFile): task, fields, target language, limit k."""
+
+    def __post_init__(self):
+        self.train = [t if isinstance(t, TrainFile) else TrainFile(**t) for t in self.train]
+        if not self.train:
+            raise DataError("a fine-tuning recipe needs `train` files")
+        super().__post_init__()
+
+
 _CASTS = {"int": int, "float": float, "str": str, "Path": Path}
 
 
@@ -125,9 +142,9 @@ def _cast(kind: str, text: str, name: str):
         raise DataError(f"--{name}: expected {kind}, got {text!r}") from None
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: list[str], cls: type = PretrainRecipe) -> dict:
     """`--lr 3e-4 --noise.mask_ratio 0.3 --tasks mt`: scalar fields of the recipe (and of `noise`) by name."""
-    kinds = {f.name: str(f.type) for f in fields(PretrainRecipe)}
+    kinds = {f.name: str(f.type) for f in fields(cls)}
     noise_kinds = {f.name: str(f.type) for f in fields(NoiseConfig)}
     if len(overrides) % 2:
         raise DataError(f"overrides come in pairs (--name value), got {overrides}")
@@ -141,14 +158,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if key not in noise_kinds:
                 raise DataError(f"unknown noise field {key!r}; known: {', '.join(noise_kinds)}")
             data["noise"] = {**dict(data.get("noise") or {}), key: _cast(noise_kinds[key], value, name)}
-        elif name in kinds and name not in ("sources", "noise"):
+        elif name in kinds and name not in ("sources", "noise", "train"):
             data[name] = _cast(kinds[name], value, name)
         else:
             raise DataError(f"unknown recipe field {name!r}; known: {', '.join(k for k in kinds if k != 'sources')}")
     return data
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> PretrainRecipe:
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None, cls: type = PretrainRecipe):
     data = {}
     if path is not None:
         path = Path(path)
@@ -157,16 +174,16 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise DataError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
-    data = apply_overrides(data, overrides or [])
-    known = {f.name for f in fields(PretrainRecipe)}
+    data = apply_overrides(data, overrides or [], cls)
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DataError(f"{path}: unknown recipe field(s) {unknown}; known: {', '.join(sorted(known))}")
-    required = [f.name for f in fields(PretrainRecipe) if f.default is MISSING and f.default_factory is MISSING]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     missing = [name for name in required if name not in data]
     if missing:
         raise DataError(f"{path}: recipe needs {missing}")
     try:
-        return PretrainRecipe(**data)
+        return cls(**data)
     except TypeError as err:
         raise DataError(f"{path}: {err}") from None

@@ -10,8 +10,10 @@ Fields may be dotted to reach into objects (`zh.body` in the headline files).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+import numpy as np
 
 from .data import DataError, json_object
 
@@ -143,3 +145,87 @@ def load_spec(text: str) -> TaskSpec:
         return TaskSpec(**json.loads(text))
     except (json.JSONDecodeError, TypeError) as err:
         raise DataError(f"bad task description {text!r}: {err}") from None
+
+
+@dataclass
+class TrainFile(TaskSpec):
+    """A fine-tuning file: a TaskSpec plus where it is and how much of it to use."""
+
+    path: str = ""
+    """JSON Lines file."""
+    limit: int | None = None
+    """Use the first k examples (cross-lingual transfer: a few target-language examples; 0 leaves the file out)."""
+    both_directions: bool = True
+    """translation: train source -> target and target -> source."""
+    src_lang: str | None = None
+    """translation: language of src_field, for the reverse direction (default: the field's name)."""
+    skip_empty: bool = False
+    """Count and skip examples with an empty field instead of failing at file:line."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.path:
+            raise DataError("a training file needs `path`")
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(**{f.name: getattr(self, f.name) for f in fields(TaskSpec)})
+
+
+def finetune_items(files: list[TrainFile], tokenizer, max_length: int) -> tuple[list[tuple], list[str]]:
+    """(source, target language, target, task index) items of every file, and a note per file."""
+    items, notes = [], []
+    for train_file in files:
+        if train_file.limit == 0:
+            notes.append(f"{train_file.path}: left out (limit 0)")
+            continue
+        data = read_task_file(train_file.path, train_file.spec(), train_file.limit, train_file.skip_empty)
+        task = TASK_NAMES.index(train_file.task)
+        if train_file.task == "mrc":
+            sources, truncated = mrc_sources(tokenizer, data.examples, max_length)
+            items += [
+                (s, train_file.tgt_lang, e.references[0], task) for s, e in zip(sources, data.examples, strict=True)
+            ]
+            notes.append(f"{train_file.path}: {len(sources)} mrc ({truncated} contexts cut)")
+            continue
+        items += [(e.source, train_file.tgt_lang, e.references[0], task) for e in data.examples]
+        if train_file.task == "translation" and train_file.both_directions:
+            back = train_file.src_lang or train_file.src_field
+            items += [(e.references[0], back, e.source, task) for e in data.examples]
+        notes.append(f"{train_file.path}: {len(data.examples)} {train_file.task}")
+    if not items:
+        raise DataError("no training examples")
+    return items, notes
+
+
+class FinetuneExamples:
+    """example(index): epoch index // n visits the items in a shuffled order seeded by (seed, epoch), so example i
+    is a pure function of i (exact resume and data-parallel splits, as in pretraining)."""
+
+    task_names = TASK_NAMES
+
+    def __init__(self, items: list[tuple], tokenizer, tag_ids: dict[str, int], max_length: int, seed: int):
+        missing = sorted({lang for _, lang, _, _ in items} - set(tag_ids))
+        if missing:
+            raise DataError(f"languages {missing} have no tag in the model; its tags: {sorted(tag_ids)}")
+        self.items, self.tokenizer, self.tag_ids, self.max_length, self.seed = (
+            items,
+            tokenizer,
+            tag_ids,
+            max_length,
+            seed,
+        )
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def example(self, index: int) -> dict:
+        epoch, k = divmod(index, len(self.items))
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.items)))
+        source, lang, target, task = self.items[int(self._order[1][k])]
+        src_ids, tgt_ids = self.tokenizer([source, target], add_special_tokens=False, verbose=False)["input_ids"]
+        window = self.max_length - 2
+        bos, eos = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        return {
+            "input_ids": [bos, *src_ids[:window], eos],
+            "labels": [self.tag_ids[lang], *tgt_ids[:window], eos],
+            "task": task,
+        }

@@ -26,9 +26,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import TASKS, DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
+from .data import DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
 from .modeling_swcm import SWCMForConditionalGeneration
-from .recipe import PretrainRecipe
+from .recipe import FinetuneRecipe, PretrainRecipe
+from .tasks import FinetuneExamples, finetune_items
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.json"
@@ -124,7 +125,7 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
 # ------------------------------------------------------------------------------------------------------ setup
 
 
-def build_model(recipe: PretrainRecipe, sources: list, out: Path, accelerator: Accelerator):
+def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerator: Accelerator):
     """An existing XLM-SWCM directory, or one built from the recipe's encoder (optionally vocabulary-pruned)."""
     path = Path(recipe.model).expanduser()
     if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
@@ -136,8 +137,7 @@ def build_model(recipe: PretrainRecipe, sources: list, out: Path, accelerator: A
 
         pruned = out / "encoder-pruned"
         if accelerator.is_main_process and not (pruned / "config.json").is_file():
-            files = [s.spec.path for s in sources if not s.spec.path.startswith("hf:")]
-            prune_vocab(resolve_encoder(encoder), files, pruned)
+            prune_vocab(resolve_encoder(encoder), corpus, pruned)
         accelerator.wait_for_everyone()
         encoder = str(pruned)
     torch.manual_seed(recipe.seed)  # every process builds the same random parts
@@ -169,13 +169,14 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("loss", "total"), ("loss_dae", "DAE"), ("loss_mt", "MT")):
+    keys = ["loss"] + sorted({k for r in rows for k in r if k.startswith("loss_")})
+    for key in keys:
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), label=label)
+            ax.plot(*zip(*points, strict=True), label="total" if key == "loss" else key[len("loss_") :])
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy per token")
-    ax.set_title("XLM-SWCM pretraining")
+    ax.set_title("XLM-SWCM training")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -197,6 +198,38 @@ def _tensorboard(folder: Path):
 
 def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
     """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests)."""
+
+    def prepare(accelerator: Accelerator, out: Path):
+        sources = [open_source(spec, recipe.skip_bad_lines, out / "index") for spec in recipe.sources]
+        skipped = {s.spec.path: s.skipped for s in sources if s.skipped}
+        if skipped and accelerator.is_main_process:
+            print(f"skipped malformed or empty lines: {skipped}", flush=True)
+        mixture = build_mixture(sources, recipe.alpha, recipe.mt_share, recipe.tasks)
+        total_steps = recipe.total_steps(sum(s.rows for s in sources if s.spec.task in recipe.tasks))
+        corpus = [s.spec.path for s in sources if not s.spec.path.startswith("hf:")]
+        model, tokenizer = build_model(recipe, corpus, out, accelerator)
+        settings = ExampleSettings(max_length=recipe.max_length, noise=recipe.noise, seed=recipe.seed)
+        examples = PretrainExamples(sources, mixture, tokenizer, model.config.lang_tag_ids, settings)
+        return model, tokenizer, examples, total_steps, f"mixture: {mixture.describe()}"
+
+    return run_training(recipe, prepare, resume, stop_after)
+
+
+def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Fine-tune on task files (translation both ways, summarisation, reading comprehension) with the same loop."""
+
+    def prepare(accelerator: Accelerator, out: Path):
+        model, tokenizer = build_model(recipe, [f.path for f in recipe.train], out, accelerator)
+        items, notes = finetune_items(recipe.train, tokenizer, recipe.max_length)
+        examples = FinetuneExamples(items, tokenizer, model.config.lang_tag_ids, recipe.max_length, recipe.seed)
+        return model, tokenizer, examples, recipe.total_steps(len(items)), "; ".join(notes)
+
+    return run_training(recipe, prepare, resume, stop_after)
+
+
+def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None) -> dict:
+    """The shared loop: `prepare(accelerator, out)` gives (model, tokenizer, examples, total steps, description);
+    examples must make example i deterministically from i (see data.MicroBatchStream)."""
     out = Path(recipe.out)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
@@ -211,25 +244,11 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1, default=str), encoding="utf-8")
-
-    sources = [open_source(spec, recipe.skip_bad_lines, out / "index") for spec in recipe.sources]
-    skipped = {s.spec.path: s.skipped for s in sources if s.skipped}
-    if skipped and main:
-        print(f"skipped malformed or empty lines: {skipped}", flush=True)
-    mixture = build_mixture(sources, recipe.alpha, recipe.mt_share, recipe.tasks)
-    total_steps = recipe.total_steps(sum(s.rows for s in sources if s.spec.task in recipe.tasks))
-
-    model, tokenizer = build_model(recipe, sources, out, accelerator)
+    model, tokenizer, examples, total_steps, description = prepare(accelerator, out)
+    task_names = examples.task_names
     if main and not (out / "initial").exists():  # the starting point, for before / after comparisons
         model.save_pretrained(out / "initial")
         tokenizer.save_pretrained(out / "initial")
-    examples = PretrainExamples(
-        sources,
-        mixture,
-        tokenizer,
-        model.config.lang_tag_ids,
-        ExampleSettings(max_length=recipe.max_length, noise=recipe.noise, seed=recipe.seed),
-    )
     data_rate = measure_data_throughput(examples)
 
     decay, no_decay = [], []
@@ -275,15 +294,15 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
     writer = _tensorboard(out / "tb") if main else None
     if main:
         print(
-            f"pretraining {total_steps} steps x {recipe.global_batch} sequences ({world} process(es) x "
-            f"{recipe.micro_batch} x {accumulation} accumulation); mixture: {mixture.describe()}; "
+            f"training {total_steps} steps x {recipe.global_batch} sequences ({world} process(es) x "
+            f"{recipe.micro_batch} x {accumulation} accumulation); {description}; "
             f"data pipeline {data_rate:.0f} examples/s per worker x {max(1, recipe.num_workers)} worker(s)",
             flush=True,
         )
-    bar = tqdm(total=total_steps, initial=step, desc="pretraining", unit=" step", disable=not main)
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit=" step", disable=not main)
     unwrapped = accelerator.unwrap_model(model)
     model.train()
-    sums = torch.zeros(2 + 2 * len(TASKS), device=accelerator.device)  # loss, micro-batches, per-task sum / count
+    sums = torch.zeros(2 + 2 * len(task_names), device=accelerator.device)  # loss, micro-batches, per-task sum / count
     tokens, started, last_log = 0, time.perf_counter(), time.perf_counter()
     stop = min(total_steps, stop_after) if stop_after else total_steps
     for batch in loader:
@@ -310,7 +329,7 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
             sums[0] += loss.detach()
             sums[1] += 1
             per_example = (token_loss * mask).sum(1)
-            for t in range(len(TASKS)):
+            for t in range(len(task_names)):
                 chosen = batch["task"].to(accelerator.device) == t
                 sums[2 + 2 * t] += per_example[chosen].sum()
                 sums[3 + 2 * t] += mask[chosen].sum()
@@ -330,7 +349,7 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
                 "tokens_per_s": tokens * world / (now - last_log),
                 "examples_per_s": recipe.global_batch * recipe.log_every / (now - last_log),
             }
-            for t, task in enumerate(TASKS):
+            for t, task in enumerate(task_names):
                 count = float(totals[3 + 2 * t])
                 row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
             sums.zero_()
