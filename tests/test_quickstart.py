@@ -1,6 +1,6 @@
 import json
-import random
 
+import numpy as np
 import pytest
 
 from swcm.cldr import cldr_pairs, split_pairs
@@ -27,7 +27,7 @@ def test_cldr_pairs_are_real_translations():
 
 
 def test_mask_spans_masks_about_the_ratio_in_spans():
-    rng = random.Random(0)
+    rng = np.random.default_rng(0)
     ids = list(range(100, 300))
     noised = mask_spans(ids, mask_id=4, rng=rng)
     kept = [t for t in noised if t != 4]

@@ -288,6 +288,21 @@ def run_build(args: BuildArgs) -> str:
     return "\n".join(lines)
 
 
+DECODING_OPTIONS = (
+    "batch_size",
+    "num_beams",
+    "max_new_tokens",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "constrain_script",
+)
+
+
+def _decoding(args) -> dict:
+    """The decoding options that `generate` and `evaluate` share, as generation.generate_texts takes them."""
+    return {name: getattr(args, name) for name in DECODING_OPTIONS}
+
+
 def run_evaluate(args: EvaluateArgs) -> str:
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -323,12 +338,7 @@ def run_evaluate(args: EvaluateArgs) -> str:
             limit=args.limit,
             skip_empty=args.skip_empty,
             max_source_length=args.max_source_length,
-            batch_size=args.batch_size,
-            num_beams=args.num_beams,
-            max_new_tokens=args.max_new_tokens,
-            length_penalty=args.length_penalty,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            constrain_script=args.constrain_script,
+            **_decoding(args),
         )
         rows.append(row)
         predictions[f"{args.task}.{lang}"] = items
@@ -360,12 +370,7 @@ def run_generate(args: GenerateArgs) -> None:
         tokenizer,
         [lines[i] for i in keep],
         args.tgt_lang,
-        batch_size=args.batch_size,
-        num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
-        length_penalty=args.length_penalty,
-        no_repeat_ngram_size=args.no_repeat_ngram_size,
-        constrain_script=args.constrain_script,
+        **_decoding(args),
     )
     result = [""] * len(lines)
     for i, text in zip(keep, outputs, strict=True):

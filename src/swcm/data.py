@@ -242,16 +242,21 @@ class HubSource:
             raise DataError(f"source {spec.path}: fields {missing} not in columns {self.dataset.column_names}")
         self.skipped = 0
 
+    # No byte offsets here: each row counts as ROW_UNITS positions, so a position picks a row and a point inside it
+    # (which window of a long document), as a byte does in a local file.
+    ROW_UNITS = 1000
+
     @property
     def size(self) -> int:
-        return len(self.dataset)  # rows stand in for bytes
+        return len(self.dataset) * self.ROW_UNITS
 
     @property
     def rows(self) -> int:
         return len(self.dataset)
 
     def locate(self, position: int) -> tuple[int, int, float]:
-        return 0, int(position), 0.5
+        row, within = divmod(int(position), self.ROW_UNITS)
+        return 0, row, within / self.ROW_UNITS
 
     def read(self, f: int, line: int) -> tuple[list[str], str]:
         row = self.dataset[line]
@@ -337,15 +342,20 @@ class PretrainExamples:
         self.mask_id = tokenizer.mask_token_id
         specials = set(tokenizer.all_special_ids) | set(tag_ids.values())
         self.vocab_ids = np.array([i for i in range(len(tokenizer)) if i not in specials])
+        # Choice tables, fixed for the run: (items, probabilities) per level of the mixture.
+        self._tasks = (list(mixture.task_probs), np.array(list(mixture.task_probs.values())))
+        self._groups = {t: (list(g), np.array(list(g.values()))) for t, g in mixture.group_probs.items()}
+        self._members = {}
+        for group, members in mixture.group_sources.items():
+            sizes = np.array([self.sources[i].size for i in members], dtype=np.float64)
+            self._members[group] = ([self.sources[i] for i in members], sizes / sizes.sum())
 
     def _choose(self, rng: np.random.Generator):
-        tasks = list(self.mixture.task_probs)
-        task = tasks[rng.choice(len(tasks), p=list(self.mixture.task_probs.values()))]
-        groups = list(self.mixture.group_probs[task])
-        group = groups[rng.choice(len(groups), p=list(self.mixture.group_probs[task].values()))]
-        members = self.mixture.group_sources[group]
-        sizes = np.array([self.sources[i].size for i in members], dtype=np.float64)
-        source = self.sources[members[rng.choice(len(members), p=sizes / sizes.sum())]]
+        tasks, task_p = self._tasks
+        task = tasks[rng.choice(len(tasks), p=task_p)]
+        groups, group_p = self._groups[task]
+        members, member_p = self._members[groups[rng.choice(len(groups), p=group_p)]]
+        source = members[rng.choice(len(members), p=member_p)]
         return task, source, source.locate(int(rng.integers(source.size)))
 
     def example(self, index: int) -> dict:

@@ -463,7 +463,6 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             encoder_hidden_states=outputs.encoder_hidden_states,
         )
 
-    @torch.no_grad()
     def generate(self, inputs: torch.Tensor | None = None, tgt_lang: str | None = None, **kwargs):
         """`GenerationMixin.generate`; `tgt_lang` starts every output with `<s> <tgt_lang>`."""
         if tgt_lang is not None:

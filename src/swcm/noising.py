@@ -6,7 +6,6 @@ original ids, so the source is always recoverable from them.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,20 +48,10 @@ class NoiseConfig:
             raise ValueError(f"noise poisson_lambda must be >= 0, got {self.poisson_lambda}")
 
 
-def poisson(rng: random.Random | np.random.Generator, lam: float) -> int:
-    if isinstance(rng, np.random.Generator):
-        return int(rng.poisson(lam))
-    limit, k, product = pow(2.718281828459045, -lam), 0, rng.random()
-    while product > limit:
-        k += 1
-        product *= rng.random()
-    return k
-
-
 def mask_spans(
     ids: Sequence[int],
     mask_id: int,
-    rng: random.Random | np.random.Generator,
+    rng: np.random.Generator,
     ratio: float = 0.35,
     poisson_lambda: float = 3.5,
 ) -> list[int]:
@@ -76,8 +65,8 @@ def mask_spans(
     attempts = 0
     while budget > 0 and attempts < 20 * n:
         attempts += 1
-        length = min(poisson(rng, poisson_lambda), budget)
-        start = int(rng.integers(n)) if isinstance(rng, np.random.Generator) else rng.randrange(n)
+        length = min(int(rng.poisson(poisson_lambda)), budget)
+        start = int(rng.integers(n))
         if length == 0:
             if not masked[start]:
                 insertions.add(start)

@@ -8,12 +8,12 @@ sample generations. Everything is written to one output folder.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -65,7 +65,7 @@ class QuickstartData:
     def __init__(self, tokenizer, lang_tag_ids: dict[str, int], langs: list[str], seed: int):
         self.tokenizer = tokenizer
         self.tags = lang_tag_ids
-        self.rng = random.Random(seed)
+        self.rng = np.random.default_rng(seed)
         self.train: dict[str, list[NamePair]] = {}
         self.test: dict[str, list[NamePair]] = {}
         for lang in langs:
@@ -86,10 +86,11 @@ class QuickstartData:
 
     def sample(self, dae_share: float) -> dict:
         if self.rng.random() < dae_share:
-            lang, text = self.rng.choice(self.mono)
+            lang, text = self.mono[self.rng.integers(len(self.mono))]
             return self._example(text, lang, text, noise=True)
-        lang = self.rng.choice(list(self.train))
-        pair = self.rng.choice(self.train[lang])
+        langs = list(self.train)
+        lang = langs[self.rng.integers(len(langs))]
+        pair = self.train[lang][self.rng.integers(len(self.train[lang]))]
         if self.rng.random() < 0.5:
             return self._example(pair.src, lang, pair.tgt)
         return self._example(pair.tgt, "zh", pair.src)

@@ -303,7 +303,8 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
     unwrapped = accelerator.unwrap_model(model)
     model.train()
     sums = torch.zeros(2 + 2 * len(task_names), device=accelerator.device)  # loss, micro-batches, per-task sum / count
-    tokens, started, last_log = 0, time.perf_counter(), time.perf_counter()
+    tokens = torch.zeros((), device=accelerator.device)
+    started = last_log = time.perf_counter()
     stop = min(total_steps, stop_after) if stop_after else total_steps
     for batch in loader:
         if step >= stop:
@@ -329,11 +330,12 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
             sums[0] += loss.detach()
             sums[1] += 1
             per_example = (token_loss * mask).sum(1)
+            task = batch["task"].to(accelerator.device)
             for t in range(len(task_names)):
-                chosen = batch["task"].to(accelerator.device) == t
+                chosen = task == t
                 sums[2 + 2 * t] += per_example[chosen].sum()
                 sums[3 + 2 * t] += mask[chosen].sum()
-        tokens += int(batch["attention_mask"].sum()) + int(mask.sum())
+            tokens += batch["attention_mask"].sum().to(accelerator.device) + mask.sum()  # read at log time only
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
@@ -346,14 +348,15 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
                 "step": step,
                 "loss": float(totals[0] / totals[1]),
                 "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": tokens * world / (now - last_log),
+                "tokens_per_s": float(tokens) * world / (now - last_log),
                 "examples_per_s": recipe.global_batch * recipe.log_every / (now - last_log),
             }
             for t, task in enumerate(task_names):
                 count = float(totals[3 + 2 * t])
                 row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
             sums.zero_()
-            tokens, last_log = 0, now
+            tokens.zero_()
+            last_log = now
             if main:
                 with log_path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
