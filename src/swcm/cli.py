@@ -1,4 +1,4 @@
-"""Command line: `swcm build` (more subcommands come with pretraining, fine-tuning and serving)."""
+"""Command line: build, vocab, pretrain, finetune, generate, evaluate, convert-release, serve, quickstart."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class BuildArgs:
     """Comma-separated language codes whose tags (<bo> ...) are added to the vocabulary."""
 
 
-def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict[str, Sequence[str]]) -> None:
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict[str, Sequence[str]]) -> None:
     docs = _field_docs(cls)
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -47,8 +47,8 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict
         default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
         parser.add_argument(
             flag,
-            type={"int": int, "float": float, "Path": Path, "list[str]": str}.get(kind, str),
-            nargs="+" if kind == "list[str]" else None,
+            type={"int": int, "float": float, "Path": Path, "list[str]": str, "list[int]": int}.get(kind, str),
+            nargs="+" if kind.startswith("list[") else None,
             required=required,
             default=default,
             choices=choices.get(f.name),
@@ -194,22 +194,44 @@ class EvaluateArgs:
     """Count and skip examples with an empty field instead of failing at file:line."""
 
 
+@dataclass
+class ServeArgs:
+    """Arguments of `swcm serve`."""
+
+    model: Path
+    """An XLM-SWCM model directory (e.g. the output of swcm finetune: runs/NAME/final)."""
+    host: str = "127.0.0.1"
+    """Interface to listen on (0.0.0.0 for every interface)."""
+    port: int = 8000
+    """Port."""
+    max_queue: int = 8
+    """Requests admitted at once (running + waiting); more get 503 at once."""
+    max_chars: int = 5000
+    """Longest text / question / passage accepted, in characters."""
+    max_new_tokens: int = 256
+    """Most tokens one request may generate."""
+    max_beams: int = 8
+    """Largest beam a request may ask for."""
+    max_source_tokens: int = 256
+    """Inputs are cut to this many tokens (reading comprehension cuts the passage only)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build an XLM-SWCM model from a pretrained encoder")
-    _add_dataclass_arguments(build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS})
+    add_dataclass_arguments(build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS})
     vocab = sub.add_parser("vocab", help="prune or extend a vocabulary").add_subparsers(
         dest="vocab_command", required=True
     )
-    _add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
-    _add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
+    add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
+    add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
     generate = sub.add_parser("generate", help="generate from text lines (file or stdin) into a target language")
-    _add_dataclass_arguments(generate, GenerateArgs, {})
+    add_dataclass_arguments(generate, GenerateArgs, {})
     evaluate = sub.add_parser("evaluate", help="generate for a task file and score it (JSON + markdown report)")
-    _add_dataclass_arguments(evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc")})
+    add_dataclass_arguments(evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc")})
     convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
-    _add_dataclass_arguments(convert, ConvertReleaseArgs, {})
+    add_dataclass_arguments(convert, ConvertReleaseArgs, {})
     pretrain = sub.add_parser(
         "pretrain",
         help="DAE + MT pretraining from a recipe",
@@ -224,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/finetune-*.yaml)")
     finetune.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    serve = sub.add_parser("serve", help="HTTP API (POST /generate, GET /health, GET /info) and a demo page at /")
+    add_dataclass_arguments(serve, ServeArgs, {})
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
-    _add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
+    add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
     return parser
 
 
@@ -250,7 +274,7 @@ def report_table(report: dict) -> str:
     return "\n".join(lines + other)
 
 
-def _args(cls, ns):
+def dataclass_args(cls, ns):
     return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
 
 
@@ -395,20 +419,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
     try:
         if ns.command == "build":
-            print(run_build(_args(BuildArgs, ns)))
+            print(run_build(dataclass_args(BuildArgs, ns)))
         elif command == "vocab prune":
-            a = _args(PruneArgs, ns)
+            a = dataclass_args(PruneArgs, ns)
             print(report_table(prune_vocab(a.model, a.corpus, a.out, min_count=a.min_count, fields=a.fields)))
         elif command == "vocab extend":
-            a = _args(ExtendArgs, ns)
+            a = dataclass_args(ExtendArgs, ns)
             report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
             print(report_table(report))
         elif command == "generate":
-            run_generate(_args(GenerateArgs, ns))
+            run_generate(dataclass_args(GenerateArgs, ns))
         elif command == "evaluate":
-            print(run_evaluate(_args(EvaluateArgs, ns)))
+            print(run_evaluate(dataclass_args(EvaluateArgs, ns)))
         elif command == "convert-release":
-            a = _args(ConvertReleaseArgs, ns)
+            a = dataclass_args(ConvertReleaseArgs, ns)
             _, _, report = convert_release(a.checkpoint, a.encoder, a.out)
             print(f"converted {a.checkpoint} -> {a.out} (release_compat=True)")
             print(f"decoder layout: {report['layout']}")
@@ -426,8 +450,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .training import finetune
 
             print(json.dumps(finetune(load_recipe(ns.config, extra, FinetuneRecipe), resume=ns.resume)))
+        elif command == "serve":
+            from .serving import ServeLimits, serve
+
+            a = dataclass_args(ServeArgs, ns)
+            limits = ServeLimits(a.max_queue, a.max_chars, a.max_new_tokens, a.max_beams, a.max_source_tokens)
+            serve(a.model, a.host, a.port, limits)
         elif command == "quickstart":
-            args = _args(QuickstartArgs, ns)
+            args = dataclass_args(QuickstartArgs, ns)
             run_quickstart(args)
             print((args.out / "report.md").read_text(encoding="utf-8"))
             print(f"written to {args.out}/ (model/, encoder/, report.json, report.md)")

@@ -1,0 +1,99 @@
+"""Shared by the benchmark programs: the offline encoder they start from, machine facts, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SWCM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DEFAULT_ENCODER = "packaged:multilingual-e5-small"
+# The benchmark's languages: pruning keeps the pieces these files use (ug / kk / mn / zh).
+PRUNE_CORPUS = [
+    "mono/ug.essays.jsonl",
+    "mono/kk.kazqad-contexts.jsonl",
+    "mono/mn.montsame-news.jsonl",
+    "mt/software-ui.en-zh-ug.jsonl",
+    "mt/software-ui.en-zh-kk.jsonl",
+    "mt/software-ui.en-zh-mn.jsonl",
+]
+
+
+def require_shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        raise SystemExit(f"benchmark data not found at {SHARED_DATA} (set SWCM_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str:
+    """A local encoder directory: `encoder` itself, or (packaged / hub encoders) its vocabulary pruned to the
+    benchmark corpus, built once and cached under the swcm cache."""
+    from swcm.encoders import resolve_encoder
+    from swcm.packaged import cache_root
+
+    path = Path(encoder)
+    if path.is_dir() and not prune:
+        return str(path)
+    resolved = resolve_encoder(encoder)
+    if not prune:
+        return resolved
+    from swcm.vocab import prune_vocab
+
+    data = require_shared_data()
+    name = Path(resolved).name if Path(resolved).is_dir() else resolved.replace("/", "--")
+    target = cache_root() / "benchmarks" / f"{name}-pruned-ug-kk-mn-zh"
+    if not (target / "config.json").is_file():
+        staging = target.with_name(target.name + f".tmp{os.getpid()}")
+        report = prune_vocab(resolved, [data / f for f in PRUNE_CORPUS], staging)
+        print(f"pruned {encoder}: {report['vocab_before']} -> {report['vocab_after']} pieces", flush=True)
+        os.replace(staging, target)
+    return str(target)
+
+
+def machine() -> dict:
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    return info
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

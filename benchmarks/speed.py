@@ -1,0 +1,689 @@
+"""Speed of XLM-SWCM against its HF peers, side by side in one run, from the same encoder and the same batches.
+
+    python benchmarks/speed.py                      # full grid (about 15 min on 2 CPU cores)
+    python benchmarks/speed.py --quick              # a few minutes
+
+Peers:
+- bert2bert: HF `EncoderDecoderModel` warm-started from the same encoder (decoder = the encoder's layers with
+  cross-attention added; KV cache on);
+- mBART: HF `MBartForConditionalGeneration` with the same hidden size, FFN size, heads, vocabulary and number of
+  encoder / decoder layers as XLM-SWCM (random weights: speed does not depend on them).
+
+Measured: generation (greedy and beam, batch sizes, forced output lengths) in seconds per generated token;
+training step (forward + backward + AdamW) in tokens/s and achieved FLOP/s (FLOPs counted by torch's
+FlopCounterMode), fp32 and bf16 autocast, with peak memory; the data pipeline's examples/s against what the
+training step consumes. Writes speed.json, speed.md and PNG plots to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_ENCODER, SHARED_DATA, benchmark_encoder, machine, markdown_table, write_json  # noqa: E402
+
+
+@dataclass
+class SpeedArgs:
+    """Arguments of benchmarks/speed.py."""
+
+    encoder: str = DEFAULT_ENCODER
+    """Encoder every model is built from (packaged:NAME, a local directory or a hub id)."""
+    no_prune: bool = False
+    """Use the encoder as given, without pruning its vocabulary to the benchmark corpus (pruned by default)."""
+    out: Path = Path("benchmarks/results/speed")
+    """Results folder (speed.json, speed.md, *.png)."""
+    models: list[str] = field(default_factory=lambda: ["swcm", "bert2bert", "mbart"])
+    """Models to measure."""
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    """Generation batch sizes."""
+    new_tokens: list[int] = field(default_factory=lambda: [32, 128, 256])
+    """Forced output lengths (min = max new tokens)."""
+    beams: list[int] = field(default_factory=lambda: [1, 5])
+    """Beam sizes (1 = greedy)."""
+    repeats: int = 3
+    """Timed repetitions per setting (the median is reported)."""
+    train_batch: int = 16
+    """Training step: sequences per batch."""
+    train_length: int = 64
+    """Training step: source and target tokens per sequence."""
+    train_steps: int = 5
+    """Training step: timed steps per model and precision (after one warm-up step; the median is reported)."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+    quick: bool = False
+    """Smaller grid: batch 1 and 8, 32 and 128 tokens, one repeat."""
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def build_models(encoder_dir: str, names: list[str]) -> tuple[dict, object]:
+    """name -> (model, decoder prompt ids or None). All share the encoder's vocabulary and sizes."""
+    from transformers import EncoderDecoderModel, MBartConfig, MBartForConditionalGeneration
+
+    from swcm import SWCMForConditionalGeneration
+
+    torch.manual_seed(0)
+    swcm, tokenizer = SWCMForConditionalGeneration.from_encoder(encoder_dir, return_tokenizer=True)
+    enc = swcm.config.encoder
+    models = {}
+    if "swcm" in names:
+        models["swcm"] = swcm
+    if "bert2bert" in names:
+        b2b = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_dir, encoder_dir)
+        if b2b.config.decoder.vocab_size != swcm.config.vocab_size:
+            b2b.encoder.resize_token_embeddings(swcm.config.vocab_size)
+            b2b.decoder.resize_token_embeddings(swcm.config.vocab_size)
+        for cfg in (b2b.config, b2b.generation_config):
+            cfg.decoder_start_token_id = swcm.config.decoder_start_token_id
+            cfg.pad_token_id = swcm.config.pad_token_id
+            cfg.eos_token_id = swcm.config.eos_token_id
+        b2b.config.vocab_size = swcm.config.vocab_size
+        models["bert2bert"] = b2b
+    if "mbart" in names:
+        config = MBartConfig(
+            vocab_size=swcm.config.vocab_size,
+            d_model=enc.hidden_size,
+            encoder_layers=enc.num_hidden_layers,
+            decoder_layers=len(swcm.config.decoder_layer_types),
+            encoder_attention_heads=enc.num_attention_heads,
+            decoder_attention_heads=enc.num_attention_heads,
+            encoder_ffn_dim=enc.intermediate_size,
+            decoder_ffn_dim=enc.intermediate_size,
+            max_position_embeddings=enc.max_position_embeddings,
+            activation_function=enc.hidden_act,
+            pad_token_id=swcm.config.pad_token_id,
+            bos_token_id=swcm.config.bos_token_id,
+            eos_token_id=swcm.config.eos_token_id,
+            decoder_start_token_id=swcm.config.decoder_start_token_id,
+            forced_eos_token_id=None,
+            scale_embedding=True,
+        )
+        models["mbart"] = MBartForConditionalGeneration(config)
+    for model in models.values():
+        model.eval()
+    return models, tokenizer
+
+
+def source_batch(tokenizer, size: int, max_length: int = 48) -> dict[str, torch.Tensor]:
+    """Real Chinese news sentences (NTREX) when the shared data is there, else a fixed multilingual line."""
+    path = SHARED_DATA / "mt" / "ntrex128.dev.jsonl"
+    if path.is_file():
+        import json
+
+        lines = [json.loads(line)["zh"] for line in path.read_text(encoding="utf-8").splitlines()[:size]]
+    else:
+        lines = ["新闻 世界 你好 中文"] * size
+    return tokenizer(lines, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+
+
+# ------------------------------------------------------------------------------------------------ measurement
+
+
+def generation_kwargs(name: str, model, batch: dict, beams: int, new_tokens: int) -> dict:
+    kwargs = dict(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        num_beams=beams,
+        do_sample=False,
+        min_new_tokens=new_tokens,
+        max_new_tokens=new_tokens,
+        use_cache=True,
+        early_stopping=False,
+    )
+    if name == "swcm":
+        kwargs["tgt_lang"] = "ug"
+        kwargs["max_new_tokens"] = kwargs["min_new_tokens"] = new_tokens - 1  # the language tag is the first
+    return kwargs
+
+
+def measure_generation(models: dict, tokenizer, args: SpeedArgs) -> list[dict]:
+    """Per setting, the models take turns (model A, B, C, A, B, C, ...), so a drift of the machine's speed hits
+    every model alike; the median of `repeats` runs is reported."""
+    rows = []
+    for batch_size in args.batch_sizes:
+        batch = source_batch(tokenizer, batch_size)
+        for beams in args.beams:
+            for new_tokens in args.new_tokens:
+                kwargs = {name: generation_kwargs(name, m, batch, beams, new_tokens) for name, m in models.items()}
+                times: dict[str, list[float]] = {name: [] for name in models}
+                with torch.inference_mode():
+                    for name, model in models.items():  # warm-up
+                        model.generate(**{**kwargs[name], "min_new_tokens": 4, "max_new_tokens": 4})
+                    for _ in range(args.repeats):
+                        for name, model in models.items():
+                            started = time.perf_counter()
+                            out = model.generate(**kwargs[name])
+                            times[name].append(time.perf_counter() - started)
+                            generated = out.shape[1] - 1  # every model's output starts with its start token
+                            if generated != new_tokens:
+                                raise RuntimeError(f"{name} generated {generated} positions, expected {new_tokens}")
+                for name in models:
+                    seconds = statistics.median(times[name])
+                    rows.append(
+                        {
+                            "model": name,
+                            "batch": batch_size,
+                            "beams": beams,
+                            "new_tokens": new_tokens,
+                            "seconds": seconds,
+                            "seconds_all": times[name],
+                            "s_per_token": seconds / (batch_size * new_tokens),
+                            "s_per_step": seconds / new_tokens,
+                        }
+                    )
+                    print(
+                        f"generate {name:9s} batch {batch_size} beams {beams} tokens {new_tokens}: "
+                        f"{seconds:.2f} s, {1e3 * seconds / new_tokens:.1f} ms/step",
+                        flush=True,
+                    )
+    return rows
+
+
+def generation_flops_per_token(models: dict, tokenizer, new_tokens: int = 32) -> dict[str, float]:
+    """FLOPs per generated token (greedy, batch 1, cached), counted by torch: the decoders' real work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = source_batch(tokenizer, 1)
+    flops = {}
+    for name, model in models.items():
+        kwargs = generation_kwargs(name, model, batch, 1, new_tokens)
+        with torch.inference_mode():
+            encoder = model.get_encoder()
+            counter = FlopCounterMode(display=False)
+            with counter:
+                encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            encoder_flops = counter.get_total_flops()
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model.generate(**kwargs)
+        flops[name] = (counter.get_total_flops() - encoder_flops) / new_tokens
+    return flops
+
+
+def profile_decode(models: dict, tokenizer, new_tokens: int = 32) -> dict[str, dict]:
+    """Where a greedy batch-1 decoding step spends its time (torch profiler): matrix multiplies vs the rest, and the
+    weight bytes the decoder + LM head stream per step (a decode step at batch 1 is bound by reading weights)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = source_batch(tokenizer, 1)
+    report = {}
+    for name, model in models.items():
+        kwargs = generation_kwargs(name, model, batch, 1, new_tokens)
+        with torch.inference_mode():
+            model.generate(**kwargs)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model.generate(**kwargs)
+        events = {e.key: e for e in prof.key_averages()}
+        total = sum(e.self_cpu_time_total for e in events.values())
+        matmul = sum(events[k].self_cpu_time_total for k in ("aten::addmm", "aten::mm", "aten::bmm") if k in events)
+        calls = sum(events[k].count for k in ("aten::addmm", "aten::mm") if k in events)
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.decoder
+        head = model.get_output_embeddings()
+        # Every decoder / head Linear is read once per step, except cross-attention keys / values (computed once).
+        cross_kv = ("cross_attn.k_proj", "cross_attn.v_proj", "crossattention.self.key", "crossattention.self.value")
+        cross_kv += ("encoder_attn.k_proj", "encoder_attn.v_proj")
+        linears = {
+            id(m): m
+            for n, m in [*decoder.named_modules(), ("lm_head", head)]
+            if isinstance(m, torch.nn.Linear) and not any(t in n for t in cross_kv)
+        }
+        linear_bytes = sum(m.weight.numel() * m.weight.element_size() for m in linears.values())
+        report[name] = {
+            "ms_per_step": total / 1e3 / new_tokens,
+            "matmul_share": matmul / total,
+            "matmul_calls_per_step": calls / new_tokens,
+            "weight_mb_per_step": linear_bytes / 1e6,
+            "matmul_gb_per_s": linear_bytes / (matmul / 1e6 / new_tokens) / 1e9,
+        }
+    return report
+
+
+def _rss_peak_reset() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _rss_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def train_batch(name: str, vocab: int, size: int, length: int, device) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (size, length), generator=generator)
+    labels = torch.randint(5, vocab, (size, length), generator=generator)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _train_step(model, optimizer, batch: dict, precision: str, device) -> None:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _vocab(name: str, model) -> int:
+    return model.config.decoder.vocab_size if name == "bert2bert" else model.config.vocab_size
+
+
+def peak_training_memory(encoder_dir: str, name: str, precision: str, size: int, length: int) -> int | None:
+    """Peak memory of training steps above the memory held before them (weights, optimizer state after one step):
+    activations + gradients + temporaries. On CPU: peak RSS of a fresh process that holds this one model only."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_models(encoder_dir, [name])[0][name].to(device).train()
+    batch = train_batch(name, _vocab(name, model), size, length, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    _train_step(model, optimizer, batch, precision, device)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        _train_step(model, optimizer, batch, precision, device)
+        return torch.cuda.max_memory_allocated() - before
+    if not _rss_peak_reset():
+        return None
+    before = _rss_kib("VmRSS") * 1024
+    _train_step(model, optimizer, batch, precision, device)
+    return _rss_kib("VmHWM") * 1024 - before
+
+
+def _in_fresh_process(encoder_dir: str, name: str, precision: str, size: int, length: int) -> int | None:
+    """peak_training_memory in a new Python process, so that peaks of different models do not mix."""
+    import subprocess
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import speed; "
+        f"print('PEAK', speed.peak_training_memory({encoder_dir!r}, {name!r}, {precision!r}, {size}, {length}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("PEAK ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"peak memory of {name} ({precision}) failed:\n{done.stderr[-2000:]}")
+    value = line.split()[1]
+    return None if value == "None" else int(value)
+
+
+def measure_training(models: dict, args: SpeedArgs, encoder_dir: str) -> list[dict]:
+    """Forward + backward + AdamW on the same fixed batch; models take turns step by step (as in generation)."""
+    import warnings
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)  # bert2bert
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batches, flops = {}, {}
+    for name, model in models.items():
+        model.to(device).train()
+        batches[name] = train_batch(name, _vocab(name, model), args.train_batch, args.train_length, device)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(**batches[name]).loss.backward()
+        flops[name] = counter.get_total_flops()
+        model.zero_grad(set_to_none=True)
+    rows = []
+    for precision in ("fp32", "bf16"):
+        optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, m in models.items()}
+        for name, model in models.items():  # warm-up, allocates the optimizer state
+            _train_step(model, optimizers[name], batches[name], precision, device)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(args.train_steps):
+            for name, model in models.items():
+                started = time.perf_counter()
+                _train_step(model, optimizers[name], batches[name], precision, device)
+                times[name].append(time.perf_counter() - started)
+        del optimizers
+        for name in models:
+            peak = _in_fresh_process(encoder_dir, name, precision, args.train_batch, args.train_length)
+            seconds = statistics.median(times[name])
+            tokens = 2 * args.train_batch * args.train_length
+            rows.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "seconds_per_step": seconds,
+                    "seconds_all": times[name],
+                    "tokens_per_s": tokens / seconds,
+                    "examples_per_s": args.train_batch / seconds,
+                    "flops_per_step": flops[name],
+                    "achieved_flops": flops[name] / seconds,
+                    "peak_memory_bytes": peak,
+                }
+            )
+            print(
+                f"train {name:9s} {precision}: {seconds:.2f} s/step, {tokens / seconds:.0f} tokens/s, "
+                f"{flops[name] / seconds / 1e9:.1f} GFLOP/s, peak +{(peak or 0) / 2**20:.0f} MiB",
+                flush=True,
+            )
+    for model in models.values():
+        model.zero_grad(set_to_none=True)
+        model.to("cpu").eval()
+    return rows
+
+
+def measure_data_pipeline(tokenizer, tag_ids: dict, count: int = 200) -> dict | None:
+    """Examples/s one worker makes (tokenise + noise) on the pretraining mixture of the shared data."""
+    if not (SHARED_DATA / "mono").is_dir():
+        return None
+    from swcm.data import ExampleSettings, PretrainExamples, SourceSpec, build_mixture, open_source
+    from swcm.noising import NoiseConfig
+
+    specs = [
+        SourceSpec(path=str(SHARED_DATA / "mono/ug.essays.jsonl"), task="dae", lang="ug", fields=["text"]),
+        SourceSpec(path=str(SHARED_DATA / "mono/kk.kazqad-contexts.jsonl"), task="dae", lang="kk"),
+        SourceSpec(path=str(SHARED_DATA / "mono/mn.montsame-news.jsonl"), task="dae", lang="mn"),
+        SourceSpec(path=str(SHARED_DATA / "mt/software-ui.en-zh-ug.jsonl"), task="mt", langs=["zh", "ug"]),
+        SourceSpec(path=str(SHARED_DATA / "mt/software-ui.en-zh-kk.jsonl"), task="mt", langs=["zh", "kk"]),
+    ]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as index_dir:
+        sources = [open_source(s, False, Path(index_dir)) for s in specs]
+        mixture = build_mixture(sources, 0.3, 0.5, ["dae", "mt"])
+        examples = PretrainExamples(sources, mixture, tokenizer, tag_ids, ExampleSettings(64, NoiseConfig(), 0))
+        examples.example(0)
+        started = time.perf_counter()
+        for i in range(count):
+            examples.example(i + 1)
+        rate = count / (time.perf_counter() - started)
+    return {"examples_per_s_per_worker": rate, "examples": count, "max_length": 64}
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def summarise(result: dict) -> dict:
+    """Ratios to each peer and the decode-length scaling, from the raw rows."""
+    gen = {(r["model"], r["batch"], r["beams"], r["new_tokens"]): r for r in result["generation"]}
+    models = result["models"]
+    ratios = []
+    for (name, batch, beams, tokens), row in gen.items():
+        if name != "swcm":
+            continue
+        entry = {"batch": batch, "beams": beams, "new_tokens": tokens, "swcm_s_per_token": row["s_per_token"]}
+        for peer in models:
+            if peer != "swcm" and (peer, batch, beams, tokens) in gen:
+                entry[f"speedup_vs_{peer}"] = gen[(peer, batch, beams, tokens)]["seconds"] / row["seconds"]
+        ratios.append(entry)
+    scaling = []
+    lengths = sorted(result["args"]["new_tokens"])
+    if len(lengths) > 1:
+        short, long = lengths[0], lengths[-1]
+        for name in models:
+            for batch in result["args"]["batch_sizes"]:
+                for beams in result["args"]["beams"]:
+                    a, b = gen.get((name, batch, beams, short)), gen.get((name, batch, beams, long))
+                    if a and b:
+                        scaling.append(
+                            {
+                                "model": name,
+                                "batch": batch,
+                                "beams": beams,
+                                "lengths": [short, long],
+                                "time_ratio": b["seconds"] / a["seconds"],
+                                "linear_would_be": long / short,
+                            }
+                        )
+    train = {(r["model"], r["precision"]): r for r in result["training"]}
+    training = []
+    for name in models:
+        fp32, bf16 = train.get((name, "fp32")), train.get((name, "bf16"))
+        if fp32 and bf16:
+            entry = {"model": name, "bf16_speedup": fp32["seconds_per_step"] / bf16["seconds_per_step"]}
+            for peer in models:
+                if peer != name and (peer, "fp32") in train:
+                    entry[f"flops_ratio_vs_{peer}_fp32"] = (
+                        fp32["achieved_flops"] / train[(peer, "fp32")]["achieved_flops"]
+                    )
+                    entry[f"flops_ratio_vs_{peer}_bf16"] = (
+                        bf16["achieved_flops"] / train[(peer, "bf16")]["achieved_flops"]
+                    )
+            training.append(entry)
+    return {"generation_ratios": ratios, "decode_scaling": scaling, "training": training}
+
+
+def render_markdown(result: dict) -> str:
+    m = result["machine"]
+    out = [
+        "# Speed: XLM-SWCM vs bert2bert vs mBART",
+        "",
+        f"{m['date']} · {m['cpu']} · {m['threads']} threads · torch {m['torch']} · "
+        f"transformers {m.get('transformers')} · CUDA {m['cuda']}",
+        "",
+        f"Encoder: `{result['args']['encoder']}` -> {result['encoder_dir']} (vocabulary {result['vocab_size']:,}). "
+        "Parameters: " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in result["parameters"].items()) + ".",
+        "",
+        "## Generation (fp32, KV cache, forced length)",
+        "",
+        "Seconds per generated token = wall time / (batch x new tokens); speed-up = peer time / XLM-SWCM time.",
+        "",
+    ]
+    gen = {(r["model"], r["batch"], r["beams"], r["new_tokens"]): r for r in result["generation"]}
+    models = result["models"]
+    peers = [p for p in models if p != "swcm"]
+    header = ["batch", "beams", "new tokens"] + [f"{n} ms/token" for n in models] + [f"x vs {p}" for p in peers]
+    rows = []
+    for ratio in result["summary"]["generation_ratios"]:
+        key = (ratio["batch"], ratio["beams"], ratio["new_tokens"])
+        cells = [*key] + [1e3 * gen[(n, *key)]["s_per_token"] if (n, *key) in gen else None for n in models]
+        cells += [ratio.get(f"speedup_vs_{p}") for p in peers]
+        rows.append(cells)
+    out.append(markdown_table(header, rows))
+    flops = result["generation_flops_per_token"]
+    out.append(
+        "Decoder FLOPs per generated token (greedy, batch 1, counted by torch): "
+        + ", ".join(f"{n} {v / 1e6:.1f} MFLOP" for n, v in flops.items())
+        + (
+            f" (XLM-SWCM / bert2bert = {flops['swcm'] / flops['bert2bert']:.2f})"
+            if {"swcm", "bert2bert"} <= set(flops)
+            else ""
+        )
+        + ".\n"
+    )
+    out += [
+        "",
+        "Anatomy of a greedy batch-1 decoding step (torch profiler, 32 tokens): a step reads every decoder and "
+        "LM-head weight once, so at batch 1 its matrix multiplies are bound by memory bandwidth, and time follows "
+        "weight bytes:",
+        "",
+        markdown_table(
+            ["model", "ms/step (profiled)", "matmul share", "matmul calls/step", "weights read MB/step", "matmul GB/s"],
+            [
+                [
+                    n,
+                    p["ms_per_step"],
+                    p["matmul_share"],
+                    p["matmul_calls_per_step"],
+                    p["weight_mb_per_step"],
+                    p["matmul_gb_per_s"],
+                ]
+                for n, p in result["decode_profile"].items()
+            ],
+        ),
+    ]
+    if result["summary"]["decode_scaling"]:
+        out += ["", "Decode-length scaling, t(long) / t(short) (linear = the length ratio):", ""]
+        out.append(
+            markdown_table(
+                ["model", "batch", "beams", "lengths", "t ratio", "linear"],
+                [
+                    [
+                        s["model"],
+                        s["batch"],
+                        s["beams"],
+                        "/".join(map(str, s["lengths"][::-1])),
+                        s["time_ratio"],
+                        s["linear_would_be"],
+                    ]
+                    for s in result["summary"]["decode_scaling"]
+                ],
+            )
+        )
+    out += [
+        "",
+        f"## Training step (forward + backward + AdamW, batch {result['args']['train_batch']} x "
+        f"{result['args']['train_length']} source + {result['args']['train_length']} target tokens)",
+        "",
+    ]
+    out.append(
+        markdown_table(
+            [
+                "model",
+                "precision",
+                "s/step",
+                "tokens/s",
+                "GFLOP/step",
+                "achieved GFLOP/s",
+                "peak memory MiB (above weights + optimizer)",
+            ],
+            [
+                [
+                    r["model"],
+                    r["precision"],
+                    r["seconds_per_step"],
+                    r["tokens_per_s"],
+                    r["flops_per_step"] / 1e9,
+                    r["achieved_flops"] / 1e9,
+                    r["peak_memory_bytes"] / 2**20 if r["peak_memory_bytes"] is not None else None,
+                ]
+                for r in result["training"]
+            ],
+        )
+    )
+    out += ["", "Ratios:", ""]
+    for entry in result["summary"]["training"]:
+        extras = ", ".join(f"{k} {v:.2f}" for k, v in entry.items() if k not in ("model",))
+        out.append(f"- {entry['model']}: {extras}")
+    pipeline = result.get("data_pipeline")
+    if pipeline:
+        consume = next(
+            (r["examples_per_s"] for r in result["training"] if r["model"] == "swcm" and r["precision"] == "bf16"), None
+        )
+        out += [
+            "",
+            "## Data pipeline",
+            "",
+            f"One worker tokenises and noises {pipeline['examples_per_s_per_worker']:.0f} examples/s "
+            f"(DAE + MT mixture of the shared data, max length {pipeline['max_length']}); the XLM-SWCM bf16 training "
+            f"step consumes {consume:.1f} examples/s, so one worker keeps "
+            f"{pipeline['examples_per_s_per_worker'] / consume:.0f} such steps fed.",
+        ]
+    out += ["", "Plots: `generation.png`, `training.png`.", ""]
+    return "\n".join(out)
+
+
+def plot(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gen = result["generation"]
+    combos = sorted({(r["batch"], r["beams"]) for r in gen})
+    fig, axes = plt.subplots(1, len(combos), figsize=(4 * len(combos), 3.5), squeeze=False)
+    for ax, (batch, beams) in zip(axes[0], combos, strict=True):
+        for name in result["models"]:
+            pts = sorted(
+                (r["new_tokens"], 1e3 * r["s_per_token"])
+                for r in gen
+                if (r["model"], r["batch"], r["beams"]) == (name, batch, beams)
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+        ax.set_title(f"batch {batch}, beams {beams}")
+        ax.set_xlabel("new tokens")
+        ax.set_ylabel("ms per generated token")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "generation.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = result["models"]
+    width = 0.38
+    for i, precision in enumerate(("fp32", "bf16")):
+        values = [
+            next(
+                (
+                    r["achieved_flops"] / 1e9
+                    for r in result["training"]
+                    if r["model"] == n and r["precision"] == precision
+                ),
+                0,
+            )
+            for n in names
+        ]
+        ax.bar([j + (i - 0.5) * width for j in range(len(names))], values, width, label=precision)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("achieved GFLOP/s (training step)")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out / "training.png", dpi=110)
+    plt.close(fig)
+
+
+def run(args: SpeedArgs) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.new_tokens, args.repeats = [n for n in args.new_tokens if n <= 128] or args.new_tokens[:1], 1
+    encoder_dir = benchmark_encoder(args.encoder, prune=not args.no_prune)
+    models, tokenizer = build_models(encoder_dir, args.models)
+    swcm = models.get("swcm")
+    result = {
+        "machine": machine(),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+        "encoder_dir": encoder_dir,
+        "models": list(models),
+        "vocab_size": next(iter(models.values())).get_input_embeddings().num_embeddings,
+        "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
+    }
+    result["generation_flops_per_token"] = generation_flops_per_token(models, tokenizer)
+    result["decode_profile"] = profile_decode(models, tokenizer)
+    result["generation"] = measure_generation(models, tokenizer, args)
+    result["training"] = measure_training(models, args, encoder_dir)
+    result["data_pipeline"] = measure_data_pipeline(tokenizer, swcm.config.lang_tag_ids) if swcm else None
+    result["summary"] = summarise(result)
+    out = Path(args.out)
+    write_json(out / "speed.json", result)
+    (out / "speed.md").write_text(render_markdown(result), encoding="utf-8")
+    plot(result, out)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from swcm.cli import add_dataclass_arguments, dataclass_args
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_arguments(parser, SpeedArgs, {"models": ("swcm", "bert2bert", "mbart")})
+    args = dataclass_args(SpeedArgs, parser.parse_args(argv))
+    run(args)
+    print((Path(args.out) / "speed.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

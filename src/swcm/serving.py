@@ -1,0 +1,245 @@
+"""`swcm serve`: an HTTP API (FastAPI) and a one-page demo for translation, summarization and reading comprehension.
+
+Generation runs on one worker thread, off the event loop; at most `max_queue` requests are admitted at once (running
+or waiting), and any beyond that get 503 with Retry-After at once, so a burst cannot pile up work or memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from .data import DataError
+from .generation import allowed_tokens
+from .metrics import LANGUAGE_SCRIPTS, target_script_share
+from .tasks import TaskExample, mrc_sources
+from .tokenization import LANGUAGE_NAMES
+
+
+@dataclass
+class ServeLimits:
+    """What one request may ask for, and how many may be admitted at once."""
+
+    max_queue: int = 8
+    """Requests admitted at once (running + waiting); more get 503."""
+    max_chars: int = 5000
+    """Longest text / context accepted, in characters."""
+    max_new_tokens: int = 256
+    """Most tokens one request may generate."""
+    max_beams: int = 8
+    """Largest beam."""
+    max_source_tokens: int = 256
+    """Inputs are cut to this many tokens (reading comprehension cuts the context only)."""
+
+
+class GenerateRequest(BaseModel):
+    task: Literal["translation", "summarization", "mrc"] = "translation"
+    text: str | None = Field(default=None, description="translation / summarization: the input text")
+    question: str | None = Field(default=None, description="mrc: the question")
+    context: str | None = Field(default=None, description="mrc: the passage")
+    tgt_lang: str = Field(description="target language code: bo, ug, kk, mn, zh")
+    num_beams: int | None = Field(default=None, ge=1, description="default: 4, or the server's limit if lower")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="default: 128, or the server's limit if lower")
+    constrain_script: bool = Field(default=False, description="only allow tokens of the target language's script")
+
+
+class GenerateResponse(BaseModel):
+    output: str
+    task: str
+    tgt_lang: str
+    seconds: float
+    in_target_script: bool
+    target_script_share: float | None
+    input_tokens: int
+    truncated: bool
+
+
+class Generator:
+    """The model, its tokenizer and a lock-free single worker: requests are generated one after another."""
+
+    def __init__(self, model, tokenizer, limits: ServeLimits, model_dir: str = ""):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.limits = limits
+        self.model_dir = model_dir
+        self.languages = sorted(set(model.config.lang_tag_ids) & set(LANGUAGE_SCRIPTS))
+        self._allowed: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: str | Path, limits: ServeLimits) -> Generator:
+        from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        from . import modeling_swcm  # noqa: F401  (registers the model type)
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path}: not a model directory (no config.json)")
+        kind = AutoConfig.from_pretrained(path).model_type
+        if kind != "swcm":
+            raise ValueError(
+                f"{path}: a {kind} model, not XLM-SWCM (build one with swcm build, train it with swcm finetune)"
+            )
+        model = AutoModelForSeq2SeqLM.from_pretrained(path)
+        return cls(model, AutoTokenizer.from_pretrained(path), limits, str(path))
+
+    def info(self) -> dict:
+        counts = self.model.parameter_counts()
+        return {
+            "model": self.model_dir,
+            "layout": " ".join(t[0].upper() for t in self.model.config.decoder_layer_types),
+            "decoder_layers": len(self.model.config.decoder_layer_types),
+            "languages": {code: LANGUAGE_NAMES.get(code, code) for code in self.languages},
+            "parameters": counts,
+            "vocab_size": self.model.config.vocab_size,
+            "tasks": ["translation", "summarization", "mrc"],
+            "limits": vars(self.limits),
+        }
+
+    def source(self, request: GenerateRequest) -> tuple[str, bool]:
+        if request.task == "mrc":
+            example = TaskExample(request.question, [], "request", question=request.question, context=request.context)
+            sources, cut = mrc_sources(self.tokenizer, [example], self.limits.max_source_tokens)
+            return sources[0], bool(cut)
+        return request.text, False
+
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        started = time.perf_counter()
+        source, truncated = self.source(request)
+        batch = self.tokenizer([source], return_tensors="pt", truncation=True, max_length=self.limits.max_source_tokens)
+        batch.pop("token_type_ids", None)
+        full_length = len(self.tokenizer(source, verbose=False)["input_ids"])
+        truncated = truncated or full_length > self.limits.max_source_tokens
+        processors = []
+        if request.constrain_script:
+            from transformers import LogitsProcessorList
+
+            from .generation import ScriptConstraint
+
+            if request.tgt_lang not in self._allowed:
+                self._allowed[request.tgt_lang] = allowed_tokens(
+                    self.tokenizer, request.tgt_lang, self.model.config.vocab_size, self.model.config.lang_tag_ids
+                )
+            processors = LogitsProcessorList([ScriptConstraint(self._allowed[request.tgt_lang])])
+        with self._lock, torch.inference_mode():
+            ids = self.model.generate(
+                **batch.to(self.model.device),
+                tgt_lang=request.tgt_lang,
+                num_beams=request.num_beams,
+                max_new_tokens=request.max_new_tokens,
+                logits_processor=processors or None,
+                do_sample=False,
+            )
+        output = self.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
+        share = target_script_share(output, request.tgt_lang)
+        return GenerateResponse(
+            output=output,
+            task=request.task,
+            tgt_lang=request.tgt_lang,
+            seconds=time.perf_counter() - started,
+            in_target_script=share is not None and share >= 0.5,
+            target_script_share=share,
+            input_tokens=int(batch["input_ids"].shape[1]),
+            truncated=truncated,
+        )
+
+
+def validate(request: GenerateRequest, generator: Generator) -> None:
+    """Reject what the model cannot do or the limits do not allow, with a message that names the field; fill in
+    the default beams and length within the limits."""
+    limits = generator.limits
+    if request.tgt_lang not in generator.languages:
+        raise HTTPException(
+            422, f"tgt_lang: unknown language {request.tgt_lang!r}; this model has {', '.join(generator.languages)}"
+        )
+    fields = ("question", "context") if request.task == "mrc" else ("text",)
+    for name in fields:
+        value = getattr(request, name)
+        if value is None or not value.strip():
+            raise HTTPException(422, f"{name}: empty; task {request.task} needs {' and '.join(fields)}")
+        if len(value) > limits.max_chars:
+            raise HTTPException(413, f"{name}: {len(value)} characters, over the limit of {limits.max_chars}")
+    if request.num_beams is None:
+        request.num_beams = min(4, limits.max_beams)
+    if request.max_new_tokens is None:
+        request.max_new_tokens = min(128, limits.max_new_tokens)
+    if request.num_beams > limits.max_beams:
+        raise HTTPException(422, f"num_beams: {request.num_beams} is over the limit of {limits.max_beams}")
+    if request.max_new_tokens > limits.max_new_tokens:
+        raise HTTPException(
+            422, f"max_new_tokens: {request.max_new_tokens} is over the limit of {limits.max_new_tokens}"
+        )
+
+
+def create_app(generator: Generator) -> FastAPI:
+    app = FastAPI(title="swcm", description="XLM-SWCM generation for bo / ug / kk / mn / zh")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swcm-generate")
+    state = {"admitted": 0, "served": 0, "rejected": 0}
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, err: RequestValidationError):
+        # One line per problem: "field: message", as the other 4xx answers.
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors()]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+
+    @app.get("/", response_class=HTMLResponse)
+    async def demo() -> str:
+        return resources.files("swcm").joinpath("static/demo.html").read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "queue": state["admitted"],
+            "max_queue": generator.limits.max_queue,
+            "served": state["served"],
+            "rejected": state["rejected"],
+        }
+
+    @app.get("/info")
+    async def info() -> dict:
+        return generator.info()
+
+    @app.post("/generate", response_model=GenerateResponse)
+    async def generate(request: GenerateRequest):
+        validate(request, generator)
+        # Admission is decided on the event loop thread, so the counter needs no lock.
+        if state["admitted"] >= generator.limits.max_queue:
+            state["rejected"] += 1
+            return JSONResponse(
+                status_code=503,
+                content={"detail": f"busy: {state['admitted']} requests queued (limit {generator.limits.max_queue})"},
+                headers={"Retry-After": "1"},
+            )
+        state["admitted"] += 1
+        try:
+            response = await asyncio.get_running_loop().run_in_executor(executor, generator.generate, request)
+        except DataError as err:  # e.g. a question that alone is longer than max_source_tokens
+            raise HTTPException(413, str(err)) from None
+        finally:
+            state["admitted"] -= 1
+        state["served"] += 1
+        return response
+
+    app.router.on_shutdown.append(lambda: executor.shutdown(wait=False, cancel_futures=True))
+    return app
+
+
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None) -> None:
+    import uvicorn
+
+    generator = Generator.load(model_dir, limits or ServeLimits())
+    print(f"swcm serve: {model_dir} ({generator.info()['layout']}) on http://{host}:{port}/", flush=True)
+    uvicorn.run(create_app(generator), host=host, port=port, log_level="warning")

@@ -1,0 +1,100 @@
+"""Smoke runs of the benchmark programs at tiny sizes: they run end to end and write what they promise.
+(The measurements themselves are benchmarks/results/, made with `python benchmarks/*.py`.)"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import SHARED_DATA
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
+    speed = load("speed")
+    args = speed.SpeedArgs(
+        encoder=str(tiny_xlmr),
+        no_prune=True,
+        out=tmp_path,
+        batch_sizes=[1, 2],
+        new_tokens=[4, 8],
+        beams=[1, 2],
+        repeats=1,
+        train_batch=2,
+        train_length=8,
+        train_steps=1,
+    )
+    result = speed.run(args)
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["models"] == ["swcm", "bert2bert", "mbart"]
+    # every (model, batch, beams, length) measured, each with the forced length (the benchmark checks it)
+    assert len(saved["generation"]) == 3 * 2 * 2 * 2
+    assert all(r["s_per_token"] > 0 for r in saved["generation"])
+    ratios = result["summary"]["generation_ratios"]
+    assert len(ratios) == 8 and all(r["speedup_vs_bert2bert"] > 0 and r["speedup_vs_mbart"] > 0 for r in ratios)
+    assert {(r["model"], r["precision"]) for r in saved["training"]} == {
+        (m, p) for m in ("swcm", "bert2bert", "mbart") for p in ("fp32", "bf16")
+    }
+    # the decoder with two attentions and two FFNs per custom layer counts more FLOPs per token than bert2bert's
+    flops = saved["generation_flops_per_token"]
+    assert flops["swcm"] > flops["bert2bert"] > 0
+    assert all(r["flops_per_step"] > 0 and r["tokens_per_s"] > 0 for r in saved["training"])
+    assert {s["model"] for s in result["summary"]["decode_scaling"]} == {"swcm", "bert2bert", "mbart"}
+    markdown = (tmp_path / "speed.md").read_text()
+    assert "| batch | beams | new tokens |" in markdown and "achieved GFLOP/s" in markdown
+    assert (tmp_path / "generation.png").stat().st_size > 0 and (tmp_path / "training.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+def test_ablation_benchmark_smoke(tiny_xlmr, tmp_path):
+    ablations = load("ablations")
+    args = ablations.AblationArgs(
+        encoder=str(tiny_xlmr),
+        no_prune=True,
+        variants=["xlm-swcm", "no-dae"],
+        out=tmp_path / "out",
+        work=tmp_path / "work",
+        stage1_steps=2,
+        stage2_steps=2,
+        batch=4,
+        max_length=32,
+        mt_limit=20,
+        title_upsample=1,
+        title_test=2,
+        eval_limit=2,
+        max_new_tokens=4,
+        precision="no",
+    )
+    report = ablations.run(args)
+    saved = json.loads((tmp_path / "out" / "ablations.json").read_text())
+    assert list(saved["variants"]) == ["xlm-swcm", "no-dae"]
+    for variant in saved["variants"].values():
+        sets = [r["set"] for r in variant["scores"]]
+        assert sets == [
+            "ntrex zh-ug",
+            "ntrex zh-kk",
+            "ntrex zh-mn",
+            "cmilbench zh-ug",
+            "cmilbench zh-mn",
+            "ug essay titles",
+        ]
+        assert all(r["n"] == 2 for r in variant["scores"])
+        assert [r["step"] for r in variant["curves"]["pretrain"]] == [2]
+        assert [r["step"] for r in variant["curves"]["finetune"]] == [2]
+    # -DAE pretrains on translation only: its log has no denoising loss
+    assert saved["variants"]["no-dae"]["curves"]["pretrain"][0].get("loss_dae") is None
+    assert saved["variants"]["xlm-swcm"]["curves"]["pretrain"][0]["loss_dae"] > 0
+    recipe = (tmp_path / "work" / "no-dae" / "pretrain.yaml").read_text()
+    assert "tasks:\n- mt" in recipe
+    markdown = (tmp_path / "out" / "ablations.md").read_text()
+    assert "| xlm-swcm |" in markdown and "| no-dae |" in markdown
+    assert report["total_seconds"] > 0 and (tmp_path / "out" / "curves.png").is_file()
