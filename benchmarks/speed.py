@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import sys
 import time
@@ -118,8 +119,6 @@ def source_batch(tokenizer, size: int, max_length: int = 48) -> dict[str, torch.
     """Real Chinese news sentences (NTREX) when the shared data is there, else a fixed multilingual line."""
     path = SHARED_DATA / "mt" / "ntrex128.dev.jsonl"
     if path.is_file():
-        import json
-
         lines = [json.loads(line)["zh"] for line in path.read_text(encoding="utf-8").splitlines()[:size]]
     else:
         lines = ["新闻 世界 你好 中文"] * size
@@ -285,9 +284,10 @@ def _vocab(name: str, model) -> int:
     return model.config.decoder.vocab_size if name == "bert2bert" else model.config.vocab_size
 
 
-def peak_training_memory(encoder_dir: str, name: str, precision: str, size: int, length: int) -> int | None:
-    """Peak memory of training steps above the memory held before them (weights, optimizer state after one step):
-    activations + gradients + temporaries. On CPU: peak RSS of a fresh process that holds this one model only."""
+def peak_training_memory(encoder_dir: str, name: str, size: int, length: int) -> dict[str, int | None]:
+    """Per precision, the peak memory of a training step above the memory held before it (weights, optimizer state
+    after a warm-up step): activations + gradients + temporaries. On CPU: peak RSS of a process holding only this
+    model (run it in a fresh process: see _in_fresh_process)."""
     import warnings
 
     warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
@@ -295,34 +295,37 @@ def peak_training_memory(encoder_dir: str, name: str, precision: str, size: int,
     model = build_models(encoder_dir, [name])[0][name].to(device).train()
     batch = train_batch(name, _vocab(name, model), size, length, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    _train_step(model, optimizer, batch, precision, device)
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    peaks = {}
+    for precision in ("fp32", "bf16"):
         _train_step(model, optimizer, batch, precision, device)
-        return torch.cuda.max_memory_allocated() - before
-    if not _rss_peak_reset():
-        return None
-    before = _rss_kib("VmRSS") * 1024
-    _train_step(model, optimizer, batch, precision, device)
-    return _rss_kib("VmHWM") * 1024 - before
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            _train_step(model, optimizer, batch, precision, device)
+            peaks[precision] = torch.cuda.max_memory_allocated() - before
+        elif _rss_peak_reset():
+            before = _rss_kib("VmRSS") * 1024
+            _train_step(model, optimizer, batch, precision, device)
+            peaks[precision] = _rss_kib("VmHWM") * 1024 - before
+        else:
+            peaks[precision] = None
+    return peaks
 
 
-def _in_fresh_process(encoder_dir: str, name: str, precision: str, size: int, length: int) -> int | None:
+def _in_fresh_process(encoder_dir: str, name: str, size: int, length: int) -> dict[str, int | None]:
     """peak_training_memory in a new Python process, so that peaks of different models do not mix."""
     import subprocess
 
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import speed; "
-        f"print('PEAK', speed.peak_training_memory({encoder_dir!r}, {name!r}, {precision!r}, {size}, {length}))"
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import speed; "
+        f"print('PEAK', json.dumps(speed.peak_training_memory({encoder_dir!r}, {name!r}, {size}, {length})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith("PEAK ")), None)
     if done.returncode or line is None:
-        raise RuntimeError(f"peak memory of {name} ({precision}) failed:\n{done.stderr[-2000:]}")
-    value = line.split()[1]
-    return None if value == "None" else int(value)
+        raise RuntimeError(f"peak memory of {name} failed:\n{done.stderr[-2000:]}")
+    return json.loads(line.split(" ", 1)[1])
 
 
 def measure_training(models: dict, args: SpeedArgs, encoder_dir: str) -> list[dict]:
@@ -342,6 +345,7 @@ def measure_training(models: dict, args: SpeedArgs, encoder_dir: str) -> list[di
             model(**batches[name]).loss.backward()
         flops[name] = counter.get_total_flops()
         model.zero_grad(set_to_none=True)
+    peaks = {name: _in_fresh_process(encoder_dir, name, args.train_batch, args.train_length) for name in models}
     rows = []
     for precision in ("fp32", "bf16"):
         optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, m in models.items()}
@@ -355,7 +359,7 @@ def measure_training(models: dict, args: SpeedArgs, encoder_dir: str) -> list[di
                 times[name].append(time.perf_counter() - started)
         del optimizers
         for name in models:
-            peak = _in_fresh_process(encoder_dir, name, precision, args.train_batch, args.train_length)
+            peak = peaks[name][precision]
             seconds = statistics.median(times[name])
             tokens = 2 * args.train_batch * args.train_length
             rows.append(
