@@ -89,7 +89,7 @@ def test_ablation_benchmark_smoke(tiny_xlmr, tmp_path):
             "cmilbench zh-mn",
             "ug essay titles",
         ]
-        assert all(r["n"] == 2 for r in variant["scores"])
+        assert all(r["n"] == 2 and r["heldout_loss"] > 0 for r in variant["scores"])
         assert [r["step"] for r in variant["curves"]["pretrain"]] == [2]
         assert [r["step"] for r in variant["curves"]["finetune"]] == [2]
     # -DAE pretrains on translation only: its log has no denoising loss
@@ -100,3 +100,8 @@ def test_ablation_benchmark_smoke(tiny_xlmr, tmp_path):
     markdown = (tmp_path / "out" / "ablations.md").read_text()
     assert "| xlm-swcm |" in markdown and "| no-dae |" in markdown
     assert report["total_seconds"] > 0 and (tmp_path / "out" / "curves.png").is_file()
+    # --reuse evaluates the trained models again and keeps the first run's training times
+    again = ablations.run(ablations.AblationArgs(**{**vars(args), "reuse": True, "variants": ["no-dae"]}))
+    first = report["variants"]["no-dae"]
+    assert again["variants"]["no-dae"]["seconds"]["pretrain"] == pytest.approx(first["seconds"]["pretrain"], abs=0.1)
+    assert again["variants"]["no-dae"]["scores"][0]["heldout_loss"] == pytest.approx(first["scores"][0]["heldout_loss"])
