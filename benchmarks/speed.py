@@ -247,6 +247,43 @@ def profile_decode(models: dict, tokenizer, new_tokens: int = 32) -> dict[str, d
     return report
 
 
+def linear_microbenchmark(hidden: int, intermediate: int, vocab: int, repeats: int = 300) -> list[dict]:
+    """One decoding token through a Linear of each shape the decoder uses: microseconds and weight GB/s. Shows
+    the bound (bytes, not FLOPs) and what fusing Q, K and V into one matrix would save."""
+    import torch.nn.functional as F
+
+    x_cache = {}
+    rows = []
+    shapes = [
+        ("q / k / v / out (each)", hidden, hidden),
+        ("fused q+k+v", 3 * hidden, hidden),
+        ("FFN in", intermediate, hidden),
+        ("FFN out", hidden, intermediate),
+        ("LM head", vocab, hidden),
+    ]
+    for label, rows_out, cols in shapes:
+        weight, bias = torch.randn(rows_out, cols), torch.randn(rows_out)
+        x = x_cache.setdefault(cols, torch.randn(1, 1, cols))
+        with torch.inference_mode():
+            for _ in range(20):
+                F.linear(x, weight, bias)
+            count = repeats if rows_out * cols < 5e6 else repeats // 10
+            started = time.perf_counter()
+            for _ in range(count):
+                F.linear(x, weight, bias)
+            seconds = (time.perf_counter() - started) / count
+        rows.append(
+            {
+                "linear": label,
+                "shape": [rows_out, cols],
+                "microseconds": 1e6 * seconds,
+                "weight_gb_per_s": weight.numel() * 4 / seconds / 1e9,
+                "gflop_per_s": 2 * weight.numel() / seconds / 1e9,
+            }
+        )
+    return rows
+
+
 def _rss_peak_reset() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
@@ -526,6 +563,26 @@ def render_markdown(result: dict) -> str:
             ],
         ),
     ]
+    micro = result.get("linear_microbenchmark")
+    if micro:
+        out += [
+            "",
+            "One decoding token (batch 1) through each Linear shape of the decoder, fp32:",
+            "",
+            markdown_table(
+                ["linear", "shape", "µs", "weight GB/s", "GFLOP/s"],
+                [
+                    [
+                        r["linear"],
+                        "x".join(map(str, r["shape"])),
+                        r["microseconds"],
+                        r["weight_gb_per_s"],
+                        r["gflop_per_s"],
+                    ]
+                    for r in micro
+                ],
+            ),
+        ]
     if result["summary"]["decode_scaling"]:
         out += ["", "Decode-length scaling, t(long) / t(short) (linear = the length ratio):", ""]
         out.append(
@@ -667,6 +724,12 @@ def run(args: SpeedArgs) -> dict:
     }
     result["generation_flops_per_token"] = generation_flops_per_token(models, tokenizer)
     result["decode_profile"] = profile_decode(models, tokenizer)
+    from transformers import AutoConfig
+
+    enc = AutoConfig.from_pretrained(encoder_dir)
+    result["linear_microbenchmark"] = linear_microbenchmark(
+        enc.hidden_size, enc.intermediate_size, result["vocab_size"]
+    )
     result["generation"] = measure_generation(models, tokenizer, args)
     result["training"] = measure_training(models, args, encoder_dir)
     result["data_pipeline"] = measure_data_pipeline(tokenizer, swcm.config.lang_tag_ids) if swcm else None
