@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -358,7 +359,10 @@ def _in_fresh_process(encoder_dir: str, name: str, size: int, length: int) -> di
         f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import speed; "
         f"print('PEAK', json.dumps(speed.peak_training_memory({encoder_dir!r}, {name!r}, {size}, {length})))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # glibc would keep freed activation buffers (its mmap threshold adapts upwards) and hide the second precision's
+    # peak: a fixed threshold maps every large buffer and unmaps it on free, so RSS follows live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = next((x for x in done.stdout.splitlines() if x.startswith("PEAK ")), None)
     if done.returncode or line is None:
         raise RuntimeError(f"peak memory of {name} failed:\n{done.stderr[-2000:]}")
