@@ -1,6 +1,6 @@
 """Speed of XLM-SWCM against its HF peers, side by side in one run, from the same encoder and the same batches.
 
-    python benchmarks/speed.py                      # full grid (about 15 min on 2 CPU cores)
+    python benchmarks/speed.py                      # full grid (about 17 min on 2 CPU cores)
     python benchmarks/speed.py --quick              # a few minutes
 
 Peers:
