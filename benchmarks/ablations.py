@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -96,7 +95,6 @@ def _run_stage(command: str, recipe: dict, folder: Path) -> float:
             [sys.executable, "-m", "swcm.cli", command, "--config", str(config)],
             stdout=handle,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TQDM_DISABLE": "1"},
         )
     if done.returncode:
         tail = log.read_text(encoding="utf-8").splitlines()[-15:]
@@ -229,12 +227,10 @@ def heldout_loss(model, tokenizer, path: Path, spec: dict, limit: int, max_lengt
         batch.pop("token_type_ids", None)
         labels = encode_targets(tokenizer, [e.references[0] for e in chunk], spec["tgt_lang"], max_length=max_length)
         with torch.no_grad():
-            logits = model(**batch, labels=labels).logits
-        losses = torch.nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="sum"
-        )
-        total += float(losses)
-        count += int((labels != -100).sum())
+            mean = model(**batch, labels=labels).loss  # per target token of this batch
+        tokens = int((labels != -100).sum())
+        total += float(mean) * tokens
+        count += tokens
     return total / count
 
 

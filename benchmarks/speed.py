@@ -129,7 +129,7 @@ def source_batch(tokenizer, size: int, max_length: int = 48) -> dict[str, torch.
 # ------------------------------------------------------------------------------------------------ measurement
 
 
-def generation_kwargs(name: str, model, batch: dict, beams: int, new_tokens: int) -> dict:
+def generation_kwargs(name: str, batch: dict, beams: int, new_tokens: int) -> dict:
     kwargs = dict(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -154,7 +154,7 @@ def measure_generation(models: dict, tokenizer, args: SpeedArgs) -> list[dict]:
         batch = source_batch(tokenizer, batch_size)
         for beams in args.beams:
             for new_tokens in args.new_tokens:
-                kwargs = {name: generation_kwargs(name, m, batch, beams, new_tokens) for name, m in models.items()}
+                kwargs = {name: generation_kwargs(name, batch, beams, new_tokens) for name, m in models.items()}
                 times: dict[str, list[float]] = {name: [] for name in models}
                 with torch.inference_mode():
                     for name, model in models.items():  # warm-up
@@ -196,7 +196,7 @@ def generation_flops_per_token(models: dict, tokenizer, new_tokens: int = 32) ->
     batch = source_batch(tokenizer, 1)
     flops = {}
     for name, model in models.items():
-        kwargs = generation_kwargs(name, model, batch, 1, new_tokens)
+        kwargs = generation_kwargs(name, batch, 1, new_tokens)
         with torch.inference_mode():
             encoder = model.get_encoder()
             counter = FlopCounterMode(display=False)
@@ -218,7 +218,7 @@ def profile_decode(models: dict, tokenizer, new_tokens: int = 32) -> dict[str, d
     batch = source_batch(tokenizer, 1)
     report = {}
     for name, model in models.items():
-        kwargs = generation_kwargs(name, model, batch, 1, new_tokens)
+        kwargs = generation_kwargs(name, batch, 1, new_tokens)
         with torch.inference_mode():
             model.generate(**kwargs)
             with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -300,7 +300,7 @@ def _rss_kib(key: str) -> int:
     return 0
 
 
-def train_batch(name: str, vocab: int, size: int, length: int, device) -> dict:
+def train_batch(vocab: int, size: int, length: int, device) -> dict:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, vocab, (size, length), generator=generator)
     labels = torch.randint(5, vocab, (size, length), generator=generator)
@@ -331,7 +331,7 @@ def peak_training_memory(encoder_dir: str, name: str, size: int, length: int) ->
     warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_models(encoder_dir, [name])[0][name].to(device).train()
-    batch = train_batch(name, _vocab(name, model), size, length, device)
+    batch = train_batch(_vocab(name, model), size, length, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     peaks = {}
     for precision in ("fp32", "bf16"):
@@ -380,7 +380,7 @@ def measure_training(models: dict, args: SpeedArgs, encoder_dir: str) -> list[di
     batches, flops = {}, {}
     for name, model in models.items():
         model.to(device).train()
-        batches[name] = train_batch(name, _vocab(name, model), args.train_batch, args.train_length, device)
+        batches[name] = train_batch(_vocab(name, model), args.train_batch, args.train_length, device)
         counter = FlopCounterMode(display=False)
         with counter:
             model(**batches[name]).loss.backward()

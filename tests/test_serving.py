@@ -75,6 +75,12 @@ def test_constrained_generation_stays_in_script(client):
     assert data["output"] and UYGHUR_PIECE[1] not in data["output"]
 
 
+def test_long_text_is_cut_and_says_so(client):
+    body = {"text": "中文你好世界" * 20, "tgt_lang": "ug", "num_beams": 1, "max_new_tokens": 2}
+    data = client.post("/generate", json=body).json()
+    assert data["truncated"] is True and data["input_tokens"] == 24
+
+
 def test_mrc_cuts_the_passage_only(client):
     body = {"task": "mrc", "question": "新闻", "context": "中文你好世界" * 30, "tgt_lang": "zh", "max_new_tokens": 4}
     data = client.post("/generate", json=body).json()

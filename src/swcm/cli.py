@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from .configuration_swcm import DECODER_INITS, NORMAL_INITS
+from .configuration_swcm import DECODER_INITS, NORMAL_INITS, layout_string
 from .quickstart import QuickstartArgs, run_quickstart
 from .tokenization import DEFAULT_LANG_TAGS
 
@@ -276,10 +276,6 @@ def report_table(report: dict) -> str:
 
 def dataclass_args(cls, ns):
     return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
-
-
-def layout_string(layer_types: Sequence[str]) -> str:
-    return " ".join(t[0].upper() for t in layer_types)
 
 
 def run_build(args: BuildArgs) -> str:

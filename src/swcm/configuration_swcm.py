@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -18,7 +19,7 @@ LAYER_NORM_POSITIONS = ("post", "pre")
 def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[str]:
     """The paper's layout: one normal layer after every `normal_every` custom layers, none after the last group.
 
-    >>> " ".join(t[0].upper() for t in decoder_layer_types(12, 3))
+    >>> layout_string(decoder_layer_types(12, 3))
     'C C C N C C C N C C C N C C C'
     """
     if num_custom_layers < 1:
@@ -32,6 +33,11 @@ def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[s
         if normal_every and (i + 1) % normal_every == 0 and not is_last:
             types.append(NORMAL)
     return types
+
+
+def layout_string(layer_types: Sequence[str]) -> str:
+    """A layout as letters: "C C C N C ..." (C custom, N normal)."""
+    return " ".join(t[0].upper() for t in layer_types)
 
 
 class SWCMConfig(PreTrainedConfig):

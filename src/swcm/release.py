@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig
+from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, layout_string
 from .encoders import load_encoder_config, load_tokenizer
 from .modeling_swcm import SWCMForConditionalGeneration
 from .tokenization import DEFAULT_LANG_TAGS, end_token_id, lang_tag, start_token_id
@@ -207,7 +207,7 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
     report = {
         "checkpoint_keys": len(state),
         "model_tensors": len(conversion.state),
-        "layout": " ".join(t[0].upper() for t in layer_types),
+        "layout": layout_string(layer_types),
         "dropped": conversion.dropped,
         "unmapped": conversion.unmapped,
         "language_tags": tags,

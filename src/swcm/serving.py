@@ -7,7 +7,6 @@ or waiting), and any beyond that get 503 with Retry-After at once, so a burst ca
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,9 +19,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from transformers import LogitsProcessorList
 
+from .configuration_swcm import layout_string
 from .data import DataError
-from .generation import allowed_tokens
+from .generation import ScriptConstraint, allowed_tokens
 from .metrics import LANGUAGE_SCRIPTS, target_script_share
 from .tasks import TaskExample, mrc_sources
 from .tokenization import LANGUAGE_NAMES
@@ -67,7 +68,7 @@ class GenerateResponse(BaseModel):
 
 
 class Generator:
-    """The model, its tokenizer and a lock-free single worker: requests are generated one after another."""
+    """The model, its tokenizer and the per-language script masks; the app calls it from one worker thread."""
 
     def __init__(self, model, tokenizer, limits: ServeLimits, model_dir: str = ""):
         self.model = model.eval()
@@ -76,7 +77,6 @@ class Generator:
         self.model_dir = model_dir
         self.languages = sorted(set(model.config.lang_tag_ids) & set(LANGUAGE_SCRIPTS))
         self._allowed: dict[str, torch.Tensor] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model_dir: str | Path, limits: ServeLimits) -> Generator:
@@ -99,7 +99,7 @@ class Generator:
         counts = self.model.parameter_counts()
         return {
             "model": self.model_dir,
-            "layout": " ".join(t[0].upper() for t in self.model.config.decoder_layer_types),
+            "layout": layout_string(self.model.config.decoder_layer_types),
             "decoder_layers": len(self.model.config.decoder_layer_types),
             "languages": {code: LANGUAGE_NAMES.get(code, code) for code in self.languages},
             "parameters": counts,
@@ -118,28 +118,26 @@ class Generator:
     def generate(self, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
         source, truncated = self.source(request)
-        batch = self.tokenizer([source], return_tensors="pt", truncation=True, max_length=self.limits.max_source_tokens)
+        limit = self.limits.max_source_tokens
+        batch = self.tokenizer([source], return_tensors="pt", verbose=False)
+        if batch["input_ids"].shape[1] > limit:  # tokenised again, cut, only when too long
+            truncated = True
+            batch = self.tokenizer([source], return_tensors="pt", truncation=True, max_length=limit)
         batch.pop("token_type_ids", None)
-        full_length = len(self.tokenizer(source, verbose=False)["input_ids"])
-        truncated = truncated or full_length > self.limits.max_source_tokens
-        processors = []
+        processors = None
         if request.constrain_script:
-            from transformers import LogitsProcessorList
-
-            from .generation import ScriptConstraint
-
             if request.tgt_lang not in self._allowed:
                 self._allowed[request.tgt_lang] = allowed_tokens(
                     self.tokenizer, request.tgt_lang, self.model.config.vocab_size, self.model.config.lang_tag_ids
                 )
             processors = LogitsProcessorList([ScriptConstraint(self._allowed[request.tgt_lang])])
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             ids = self.model.generate(
                 **batch.to(self.model.device),
                 tgt_lang=request.tgt_lang,
                 num_beams=request.num_beams,
                 max_new_tokens=request.max_new_tokens,
-                logits_processor=processors or None,
+                logits_processor=processors,
                 do_sample=False,
             )
         output = self.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
