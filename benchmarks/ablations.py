@@ -76,8 +76,8 @@ class AblationArgs:
     """Sentences per language and test set for translation."""
     max_new_tokens: int = 48
     """Generation length limit."""
-    precision: str = "bf16"
-    """bf16 or no (fp32)."""
+    precision: str = "auto"
+    """auto (bf16 where the CPU has native bf16, else fp32), bf16 or fp32."""
     seed: int = 0
     """Seed of initialisation, data order and noise (the same for every variant)."""
     reuse: bool = False
@@ -209,42 +209,19 @@ def test_sets(data: Path, titles_test: Path, limit: int, title_test: int) -> lis
     return sets
 
 
-def heldout_loss(model, tokenizer, path: Path, spec: dict, limit: int, max_length: int) -> float:
-    """Teacher-forced cross-entropy per target token of the references given the sources: at this scale it still
-    separates variants whose greedy outputs all score ~0."""
-    import torch
-
-    from swcm.tasks import TaskSpec, read_task_file
-    from swcm.tokenization import encode_targets
-
-    data = read_task_file(path, TaskSpec(**spec), limit=limit, skip_empty=True)
-    total, count = 0.0, 0
-    for start in range(0, len(data.examples), 16):
-        chunk = data.examples[start : start + 16]
-        batch = tokenizer(
-            [e.source for e in chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length
-        )
-        batch.pop("token_type_ids", None)
-        labels = encode_targets(tokenizer, [e.references[0] for e in chunk], spec["tgt_lang"], max_length=max_length)
-        with torch.no_grad():
-            mean = model(**batch, labels=labels).loss  # per target token of this batch
-        tokens = int((labels != -100).sum())
-        total += float(mean) * tokens
-        count += tokens
-    return total / count
-
-
 def evaluate_variant(model_dir: Path, sets, args: AblationArgs) -> list[dict]:
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from swcm.evaluation import evaluate_file
+    from swcm.evaluation import evaluate_file, heldout_loss
+    from swcm.precision import resolve_precision
     from swcm.tasks import TaskSpec
 
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = []
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+    choice = resolve_precision(args.precision)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=choice.precision == "bf16"):
         for name, path, spec, limit in sets:
             row, predictions = evaluate_file(
                 model,
@@ -259,7 +236,7 @@ def evaluate_variant(model_dir: Path, sets, args: AblationArgs) -> list[dict]:
                 progress=False,
             )
             row["set"] = name
-            row["heldout_loss"] = heldout_loss(model, tokenizer, path, spec, limit, args.max_length)
+            row["heldout_loss"], _ = heldout_loss(model, tokenizer, path, TaskSpec(**spec), limit, args.max_length)
             row["samples"] = [{"reference": p["references"][0], "output": p["output"]} for p in predictions[:2]]
             rows.append(row)
     return rows
@@ -452,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     from swcm.cli import add_dataclass_arguments, dataclass_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_arguments(parser, AblationArgs, {"precision": ("bf16", "no"), "variants": tuple(VARIANTS)})
+    add_dataclass_arguments(parser, AblationArgs, {"precision": ("auto", "bf16", "fp32"), "variants": tuple(VARIANTS)})
     args = dataclass_args(AblationArgs, parser.parse_args(argv))
     run(args)
     print((Path(args.out) / "ablations.md").read_text(encoding="utf-8"))

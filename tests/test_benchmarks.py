@@ -105,3 +105,39 @@ def test_ablation_benchmark_smoke(tiny_xlmr, tmp_path):
     first = report["variants"]["no-dae"]
     assert again["variants"]["no-dae"]["seconds"]["pretrain"] == pytest.approx(first["seconds"]["pretrain"], abs=0.1)
     assert again["variants"]["no-dae"]["scores"][0]["heldout_loss"] == pytest.approx(first["scores"][0]["heldout_loss"])
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+def test_init_study_smoke(tiny_xlmr, tmp_path):
+    study = load("init_study")
+    args = study.StudyArgs(
+        encoder=str(tiny_xlmr),
+        no_prune=True,
+        variants=["paper", "random", "adapted-mlm-head"],
+        seeds=[0, 1],
+        steps=2,
+        batch=2,
+        eval_every=1,
+        heldout=3,
+        train_pairs=8,
+        adapt_steps=2,
+        precision="fp32",
+        out=tmp_path / "out",
+        work=tmp_path / "work",
+    )
+    payload = study.run(args)
+    saved = json.loads((tmp_path / "out" / "init_study.json").read_text())
+    assert set(saved["results"]) == {"paper", "random", "adapted-mlm-head"}
+    for runs in saved["results"].values():
+        assert set(runs) == {"0", "1"}
+        for rows in runs.values():
+            assert [r["step"] for r in rows] == [0, 1, 2], "the start, then every eval_every steps"
+            assert all(r["heldout"] > 0 for r in rows) and {"heldout_ug", "heldout_kk", "heldout_mn"} <= set(rows[-1])
+            assert 0 <= rows[0]["decoder_start"]["entropy"] <= rows[0]["decoder_start"]["log_vocab"] + 1e-6
+    # seeds give different random decoders, and the same seed the same run
+    random_runs = saved["results"]["random"]
+    assert random_runs["0"][0]["heldout"] != random_runs["1"][0]["heldout"]
+    assert (tmp_path / "work" / "adapt-2" / "final" / "config.json").is_file()
+    markdown = (tmp_path / "out" / "init_study.md").read_text()
+    assert "| paper |" in markdown and "±" in markdown
+    assert payload["total_seconds"] > 0 and (tmp_path / "out" / "curves.png").stat().st_size > 0

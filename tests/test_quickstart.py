@@ -36,9 +36,8 @@ def test_mask_spans_masks_about_the_ratio_in_spans():
     assert noised.count(4) < len(ids) - len(kept), "spans longer than one token become one mask"
 
 
-def test_quickstart_end_to_end_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
-    out = tmp_path / "qs"
-    code = main(
+def _quickstart(tiny_xlmr, out, steps):
+    return main(
         [
             "quickstart",
             "--encoder",
@@ -46,7 +45,7 @@ def test_quickstart_end_to_end_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
             "--out",
             str(out),
             "--steps",
-            "12",
+            str(steps),
             "--batch-size",
             "8",
             "--max-eval",
@@ -58,17 +57,30 @@ def test_quickstart_end_to_end_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
             "fp32",
         ]
     )
-    assert code == 0
+
+
+def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert _quickstart(tiny_xlmr, out, 12) == 0
     printed = capsys.readouterr().out
     assert "| zh -> | test pairs | chrF++ before | chrF++ after |" in printed
+    assert "precision fp32" in printed, "the training loop says which precision it chose"
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(report["languages"]) == {"ug", "bo"}
     assert report["languages"]["ug"]["n"] == 4
-    assert len(report["losses"]) == 12 and report["loss_last"] < report["loss_first"]
+    assert report["steps"] == 12 and report["log"][-1]["step"] == 12
     assert len(report["samples"]) == 6
-    assert (out / "model" / "model.safetensors").is_file() and (out / "encoder" / "tokenizer.json").is_file()
-    assert not list(out.glob(".work-*")), "the working folder is removed"
-    assert report["vocab_size"] < report["vocab_before_pruning"] + 5
+    # trained by run_training (checkpoints, log, initial / final), evaluated from the saved models
+    assert (out / "train" / "final" / "model.safetensors").is_file()
+    assert (out / "train" / "initial" / "model.safetensors").is_file()
+    assert (out / "train" / "log.jsonl").is_file() and (out / "encoder" / "tokenizer.json").is_file()
+    assert (out / "data" / "cldr.zh-ug.test.jsonl").is_file()
+    recipe = json.loads((out / "train" / "recipe.json").read_text())
+    assert recipe["decoder_init"] == "shared" and recipe["mixed_precision"] == "fp32"
+    # a second run reuses the pruned encoder (same inputs) and trains afresh
+    assert _quickstart(tiny_xlmr, out, 2) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["steps"] == 2
 
 
 def test_quickstart_rejects_unknown_languages(tmp_path):

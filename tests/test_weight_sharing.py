@@ -1,6 +1,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from swcm import SWCMForConditionalGeneration, copy_previous_plan, weight_sharing_plan
 from swcm.cli import layout_string
@@ -154,3 +155,69 @@ def test_a_custom_layers_first_half_computes_its_encoder_layer(tiny_encoder):
             h = decoder_layer.self_attn_layer_norm(x + decoder_layer.self_attn(x, is_causal=False))
             h = decoder_layer.ffn1_layer_norm(h + decoder_layer.ffn1(h))
         torch.testing.assert_close(h, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_decoder_source_layers_choose_the_copied_encoder_layer(tiny_xlmr):
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_source_layers=[0, 1, 1, 1])
+    pairs = dict(weight_sharing_plan(model))
+    # the layout is C C C N C: custom layers 0, 1, 2, 4 copy encoder layers 0, 1, 1, 1
+    assert pairs["model.decoder.layers.4.ffn2.fc1.weight"] == "model.encoder.encoder.layer.1.intermediate.dense.weight"
+    assert torch.equal(
+        model.get_parameter("model.decoder.layers.4.cross_attn.q_proj.weight"),
+        model.get_parameter("model.encoder.encoder.layer.1.attention.self.query.weight"),
+    )
+    with pytest.raises(ValueError, match="decoder_source_layers must name one encoder layer"):
+        SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_source_layers=[0, 1, 2, 9])
+
+
+def test_gates_leave_the_copies_intact_and_interpolate_identity_and_the_layer(tiny_xlmr):
+    torch.manual_seed(0)
+    plain = SWCMForConditionalGeneration.from_encoder(tiny_xlmr).eval()
+    torch.manual_seed(0)
+    gated = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=1.0).eval()
+    assert len(weight_sharing_plan(gated)) == len(weight_sharing_plan(plain)), "gates are new, not copied"
+    ids = torch.tensor([[0, 10, 11, 12, 2]])
+    decoder_ids = torch.tensor([[0, 5, 20, 21]])
+    with torch.no_grad():
+        expected = plain(input_ids=ids, decoder_input_ids=decoder_ids).logits
+        assert torch.allclose(gated(input_ids=ids, decoder_input_ids=decoder_ids).logits, expected, atol=1e-5)
+        for name, param in gated.named_parameters():
+            if name.endswith("_gate"):
+                param.zero_()
+        out = gated(input_ids=ids, decoder_input_ids=decoder_ids, output_hidden_states=True)
+        embedded = gated.model.embed_decoder_inputs(decoder_ids, None, 0)
+        assert torch.allclose(out.decoder_hidden_states[-1], embedded, atol=1e-6), "gates at 0: identity decoder"
+
+
+def test_lm_head_from_the_encoders_mlm_head(tiny_xlmr, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    from swcm.encoders import EncoderError
+
+    with pytest.raises(EncoderError, match="has no masked-LM head"):
+        SWCMForConditionalGeneration.from_encoder(tiny_xlmr, lm_head_init="mlm-head")
+    torch.manual_seed(1)
+    mlm = AutoModelForMaskedLM.from_pretrained(tiny_xlmr)
+    with torch.no_grad():
+        for param in mlm.lm_head.parameters():
+            param.add_(torch.randn_like(param))
+    mlm.save_pretrained(tmp_path / "with-head")
+    AutoTokenizer.from_pretrained(tiny_xlmr).save_pretrained(tmp_path / "with-head")
+    model = SWCMForConditionalGeneration.from_encoder(tmp_path / "with-head", lm_head_init="mlm-head")
+    rows = mlm.config.vocab_size
+    assert torch.equal(model.head_transform.dense.weight, mlm.lm_head.dense.weight)
+    assert torch.equal(model.head_transform.layer_norm.bias, mlm.lm_head.layer_norm.bias)
+    assert torch.equal(model.lm_head.weight[:rows], mlm.lm_head.decoder.weight)
+    assert torch.equal(model.lm_head.bias[:rows], mlm.lm_head.bias)
+    ids = torch.tensor([[0, 10, 11, 2]])
+    with torch.no_grad():  # the head computes what the MLM head computes on the same states
+        states = torch.randn(1, 3, 32)
+        assert torch.allclose(model.lm_head(model.head_transform(states))[..., :rows], mlm.lm_head(states), atol=1e-5)
+    model.save_pretrained(tmp_path / "swcm")
+    reloaded = SWCMForConditionalGeneration.from_pretrained(tmp_path / "swcm")
+    with torch.no_grad():
+        assert torch.allclose(
+            reloaded(input_ids=ids, decoder_input_ids=ids).logits,
+            model.eval()(input_ids=ids, decoder_input_ids=ids).logits,
+            atol=1e-5,
+        )

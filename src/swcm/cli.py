@@ -1,4 +1,4 @@
-"""Command line: build, vocab, pretrain, finetune, generate, evaluate, convert-release, serve, quickstart."""
+"""Command line: build, vocab, adapt, pretrain, finetune, generate, evaluate, convert-release, serve, quickstart."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from .configuration_swcm import DECODER_INITS, NORMAL_INITS, layout_string
+from .configuration_swcm import DECODER_INITS, LM_HEAD_INITS, NORMAL_INITS, layout_string
 from .quickstart import QuickstartArgs, run_quickstart
 from .tokenization import DEFAULT_LANG_TAGS
 
@@ -31,6 +31,10 @@ class BuildArgs:
     """'random', or 'copy-previous': each normal layer copies the custom layer before it (BASE-B)."""
     tie_lm_head: bool = False
     """Tie the LM head to the word embeddings (the paper unties them)."""
+    lm_head_init: str = "embeddings"
+    """LM head start: 'embeddings', 'mlm-head' (the encoder's masked-LM head, e.g. after swcm adapt) or 'random'."""
+    decoder_gate_init: float | None = None
+    """Add a learnable gate to every decoder sublayer, starting at this value (0: the decoder starts as identity)."""
     lang_tags: str = ",".join(DEFAULT_LANG_TAGS)
     """Comma-separated language codes whose tags (<bo> ...) are added to the vocabulary."""
 
@@ -220,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build an XLM-SWCM model from a pretrained encoder")
-    add_dataclass_arguments(build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS})
+    add_dataclass_arguments(
+        build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS, "lm_head_init": LM_HEAD_INITS}
+    )
     vocab = sub.add_parser("vocab", help="prune or extend a vocabulary").add_subparsers(
         dest="vocab_command", required=True
     )
@@ -239,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.add_argument("--config", type=Path, help="recipe YAML (see recipes/)")
     pretrain.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    adapt = sub.add_parser(
+        "adapt",
+        help="continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe",
+        description="Any recipe field can follow as --name value (e.g. --max-steps 100 --masking.whole_word true).",
+    )
+    adapt.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/adapt-*.yaml)")
+    adapt.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     finetune = sub.add_parser(
         "finetune",
         help="fine-tune on translation / summarization / reading-comprehension files from a recipe",
@@ -249,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="HTTP API (POST /generate, GET /health, GET /info) and a demo page at /")
     add_dataclass_arguments(serve, ServeArgs, {})
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
-    add_dataclass_arguments(quickstart, QuickstartArgs, {"precision": ("bf16", "fp32"), "decoder_init": DECODER_INITS})
+    add_dataclass_arguments(
+        quickstart, QuickstartArgs, {"precision": ("auto", "bf16", "fp32"), "decoder_init": DECODER_INITS}
+    )
     return parser
 
 
@@ -279,6 +294,7 @@ def dataclass_args(cls, ns):
 
 
 def run_build(args: BuildArgs) -> str:
+    from .diagnostics import decoder_start
     from .modeling_swcm import SWCMForConditionalGeneration
     from .weight_sharing import copy_previous_plan, weight_sharing_plan
 
@@ -288,6 +304,8 @@ def run_build(args: BuildArgs) -> str:
         decoder_init=args.decoder_init,
         normal_init=args.normal_init,
         tie_lm_head=args.tie_lm_head,
+        lm_head_init=args.lm_head_init,
+        decoder_gate_init=args.decoder_gate_init,
         lang_tags=[c for c in args.lang_tags.split(",") if c.strip()],
         return_tokenizer=True,
     )
@@ -296,6 +314,19 @@ def run_build(args: BuildArgs) -> str:
     tokenizer.save_pretrained(args.out)
     counts = model.parameter_counts()
     config = model.config
+    start = decoder_start(model, tokenizer)
+    summary = {
+        "encoder": args.encoder,
+        "layout": layout_string(config.decoder_layer_types),
+        "parameters": counts,
+        "copied_from_encoder": len(weight_sharing_plan(model)),
+        "copied_from_previous_layer": len(copy_previous_plan(model)),
+        "decoder_init": config.decoder_init,
+        "lm_head_init": config.lm_head_init,
+        "decoder_gate_init": config.decoder_gate_init,
+        "decoder_start": start.as_dict(),
+    }
+    (args.out / "build.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     lines = [
         f"built XLM-SWCM from {args.encoder} -> {args.out}",
         f"decoder layout ({len(config.decoder_layer_types)} layers): {layout_string(config.decoder_layer_types)}",
@@ -304,6 +335,8 @@ def run_build(args: BuildArgs) -> str:
         f"copied from the encoder: {len(weight_sharing_plan(model))} tensors (decoder_init={config.decoder_init}); "
         f"copied from the previous layer: {len(copy_previous_plan(model))} tensors (normal_init={config.normal_init})",
         f"language tags: {' '.join(f'<{c}>={i}' for c, i in config.lang_tag_ids.items())}; vocab {config.vocab_size:,}",
+        start.describe(),
+        f"summary: {args.out / 'build.json'}",
     ]
     return "\n".join(lines)
 
@@ -410,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
-    if extra and ns.command not in ("pretrain", "finetune"):
+    if extra and ns.command not in ("pretrain", "finetune", "adapt"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
     try:
@@ -441,6 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume)
             print(json.dumps(summary))
+        elif command == "adapt":
+            from .adapt import AdaptRecipe, adapt
+            from .recipe import load_recipe
+
+            summary = adapt(load_recipe(ns.config, extra, AdaptRecipe), resume=ns.resume)
+            print(json.dumps(summary, indent=1))
         elif command == "finetune":
             from .recipe import FinetuneRecipe, load_recipe
             from .training import finetune

@@ -14,6 +14,7 @@ LAYER_TYPES = (CUSTOM, NORMAL)
 DECODER_INITS = ("shared", "random")
 NORMAL_INITS = ("random", "copy-previous")
 LAYER_NORM_POSITIONS = ("post", "pre")
+LM_HEAD_INITS = ("embeddings", "mlm-head", "random")
 
 
 def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[str]:
@@ -53,6 +54,14 @@ class SWCMConfig(PreTrainedConfig):
         decoder_layer_norm: "post" (BERT / XLM-R style, the default) or "pre" layer norm in decoder sublayers.
         decoder_init: how the decoder was initialised ("shared" from the encoder, or "random"); recorded for
             `weight_sharing_plan`.
+        decoder_source_layers: the encoder layer each custom layer copies, in order (None: custom layer i copies
+            encoder layer i, the paper's map).
+        decoder_gate_init: None (the paper), or the start value of a learnable per-channel gate on every decoder
+            sublayer, h <- h + g * (sublayer(h) - h): 0 starts the decoder as the identity, 1 as the ungated layer.
+        lm_head_transform: put an MLM-style transform (dense -> activation -> LayerNorm) before the LM head, so the
+            head can start as the encoder's own masked-LM head.
+        lm_head_init: how the LM head started: "embeddings" (the word embeddings), "mlm-head" (the encoder's MLM
+            head) or "random"; recorded.
         normal_init: how normal layers were initialised ("random" or "copy-previous").
         release_compat: reproduce the authors' released layer code: pre-LN, no residual around a custom layer's
             self-attention, and normal layers that reuse one LayerNorm for both attentions and add each residual
@@ -75,6 +84,10 @@ class SWCMConfig(PreTrainedConfig):
     decoder_layer_norm: str = "post"
     decoder_init: str = "shared"
     normal_init: str = "random"
+    decoder_source_layers: list[int] | None = None
+    decoder_gate_init: float | None = None
+    lm_head_transform: bool = False
+    lm_head_init: str = "embeddings"
     release_compat: bool = False
     decoder_layer_norm_eps: float | None = None
     lang_tags: list[str] | None = None
@@ -94,6 +107,8 @@ class SWCMConfig(PreTrainedConfig):
         if self.decoder_layer_types is None:
             self.decoder_layer_types = decoder_layer_types(enc.num_hidden_layers, 3)
         self.decoder_layer_types = list(self.decoder_layer_types)
+        if self.decoder_source_layers is not None:
+            self.decoder_source_layers = [int(i) for i in self.decoder_source_layers]
         self.lang_tags = list(self.lang_tags or [])
         self.lang_tag_ids = {str(k): int(v) for k, v in (self.lang_tag_ids or {}).items()}
         if self.vocab_size is None:
@@ -116,9 +131,22 @@ class SWCMConfig(PreTrainedConfig):
             ("decoder_layer_norm", LAYER_NORM_POSITIONS),
             ("decoder_init", DECODER_INITS),
             ("normal_init", NORMAL_INITS),
+            ("lm_head_init", LM_HEAD_INITS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        custom = self.decoder_layer_types.count(CUSTOM)
+        layers = self.encoder.num_hidden_layers
+        sources = self.decoder_source_layers
+        if sources is not None and (len(sources) != custom or not all(0 <= i < layers for i in sources)):
+            raise ValueError(
+                f"decoder_source_layers must name one encoder layer in [0, {layers}) for each of the {custom} custom "
+                f"layers, got {self.decoder_source_layers}"
+            )
+        if self.release_compat and (self.decoder_gate_init is not None or self.lm_head_transform):
+            raise ValueError("release_compat reproduces the released layers, which have no gates and no head transform")
+        if self.lm_head_init == "mlm-head" and not self.lm_head_transform:
+            raise ValueError("lm_head_init='mlm-head' needs lm_head_transform=True (the MLM head's dense + LayerNorm)")
         if self.release_compat and self.decoder_layer_norm != "pre":
             raise ValueError("release_compat reproduces the released pre-LN layers; set decoder_layer_norm='pre'")
         if self.vocab_size < self.encoder.vocab_size:
@@ -149,6 +177,13 @@ class SWCMConfig(PreTrainedConfig):
     @property
     def num_custom_layers(self) -> int:
         return self.decoder_layer_types.count(CUSTOM)
+
+    @property
+    def source_layers(self) -> list[int]:
+        """The encoder layer each custom layer copies: `decoder_source_layers`, by default custom layer i <- i."""
+        if self.decoder_source_layers is not None:
+            return list(self.decoder_source_layers)
+        return list(range(self.num_custom_layers))
 
     def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
         # The base class would rename `decoder_*` fields of a flat encoder-decoder config (decoder_layer_types ->

@@ -183,9 +183,31 @@ class LocalSource:
             raise DataError(f"source {spec.path}: no such file")
         self.indexes = [build_line_index(p, spec.fields, skip_bad, cache_dir) for p in paths]
         self.skipped = sum(i.skipped for i in self.indexes)
+        self._reindex()
+        self._handles: dict[int, object] = {}
+
+    def _reindex(self) -> None:
         self._ends = np.cumsum([i.bytes for i in self.indexes])
         self._cumlen = [np.cumsum(i.lengths) for i in self.indexes]
-        self._handles: dict[int, object] = {}
+
+    def hold_out(self, count: int) -> list[list[str]]:
+        """Remove the last `count` usable lines (of the last files) from sampling and return their fields; at least
+        one line stays in every file."""
+        held: list[list[str]] = []
+        for f in range(len(self.indexes) - 1, -1, -1):
+            index = self.indexes[f]
+            take = min(count - len(held), len(index.offsets) - 1)
+            if take <= 0:
+                continue
+            keep = len(index.offsets) - take
+            held = [self.read(f, line)[0] for line in range(keep, len(index.offsets))] + held
+            self.indexes[f] = LineIndex(
+                index.path, index.offsets[:keep], index.lengths[:keep], index.line_numbers[:keep], index.skipped
+            )
+            if len(held) >= count:
+                break
+        self._reindex()
+        return held
 
     @property
     def size(self) -> int:
@@ -241,6 +263,13 @@ class HubSource:
         if missing:
             raise DataError(f"source {spec.path}: fields {missing} not in columns {self.dataset.column_names}")
         self.skipped = 0
+
+    def hold_out(self, count: int) -> list[list[str]]:
+        """Remove the last `count` rows from sampling and return their fields."""
+        keep = max(1, len(self.dataset) - count)
+        held = [self.read(0, row)[0] for row in range(keep, len(self.dataset))]
+        self.dataset = self.dataset.select(range(keep))
+        return held
 
     # No byte offsets here: each row counts as ROW_UNITS positions, so a position picks a row and a point inside it
     # (which window of a long document), as a byte does in a local file.
@@ -329,18 +358,19 @@ class PretrainExamples:
     task_names = TASKS
 
     def __init__(
-        self, sources: Sequence, mixture: Mixture, tokenizer, tag_ids: dict[str, int], settings: ExampleSettings
+        self, sources: Sequence, mixture: Mixture, tokenizer, tag_ids: dict[str, int] | None, settings: ExampleSettings
     ):
         self.sources, self.mixture, self.tokenizer, self.settings = list(sources), mixture, tokenizer, settings
-        self.tag_ids = tag_ids
+        self.tag_ids = tag_ids if tag_ids is not None else {}  # None: an encoder's examples, with no language tags
         missing = sorted(
-            {lang for s in sources for lang in ([s.spec.lang] if s.spec.task == "dae" else s.spec.langs)} - set(tag_ids)
+            {lang for s in sources for lang in ([s.spec.lang] if s.spec.task == "dae" else s.spec.langs)}
+            - set(self.tag_ids)
         )
-        if missing:
+        if missing and tag_ids is not None:
             raise DataError(f"languages {missing} have no tag in the model; its tags: {sorted(tag_ids)}")
         self.bos, self.eos = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.mask_id = tokenizer.mask_token_id
-        specials = set(tokenizer.all_special_ids) | set(tag_ids.values())
+        specials = set(tokenizer.all_special_ids) | set(self.tag_ids.values())
         self.vocab_ids = np.array([i for i in range(len(tokenizer)) if i not in specials])
         # Choice tables, fixed for the run: (items, probabilities) per level of the mixture.
         self._tasks = (list(mixture.task_probs), np.array(list(mixture.task_probs.values())))

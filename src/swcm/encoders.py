@@ -120,3 +120,80 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     except (OSError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise EncoderError(f"cannot load the tokenizer of encoder {source!r}: {first}") from None
+
+
+# The masked-LM head of each family, as the SWCM parameters it initialises (`lm_head_init="mlm-head"`):
+# SWCM name -> name in the transformers ForMaskedLM model's state dict.
+MLM_HEAD_MAPS: dict[str, dict[str, str]] = {
+    "lm_head": {  # XLM-R, RoBERTa, CamemBERT
+        "head_transform.dense.weight": "lm_head.dense.weight",
+        "head_transform.dense.bias": "lm_head.dense.bias",
+        "head_transform.layer_norm.weight": "lm_head.layer_norm.weight",
+        "head_transform.layer_norm.bias": "lm_head.layer_norm.bias",
+        "lm_head.weight": "lm_head.decoder.weight",
+        "lm_head.bias": "lm_head.bias",
+    },
+    "cls": {  # BERT, mBERT, LaBSE, multilingual-e5 after swcm adapt
+        "head_transform.dense.weight": "cls.predictions.transform.dense.weight",
+        "head_transform.dense.bias": "cls.predictions.transform.dense.bias",
+        "head_transform.layer_norm.weight": "cls.predictions.transform.LayerNorm.weight",
+        "head_transform.layer_norm.bias": "cls.predictions.transform.LayerNorm.bias",
+        "lm_head.weight": "cls.predictions.decoder.weight",
+        "lm_head.bias": "cls.predictions.bias",
+    },
+}
+
+
+MLM_HEAD_PREFIXES = ("lm_head.", "cls.")
+
+
+def load_masked_lm(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, bool]:
+    """(the encoder as a transformers masked-LM model, whether the checkpoint had its own MLM head). A head the
+    checkpoint lacks is new, its decoder tied to the word embeddings; any other missing weight is an error."""
+    from transformers import AutoModelForMaskedLM
+
+    load_encoder_config(name_or_path)  # supported architecture, readable config
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        mlm, info = AutoModelForMaskedLM.from_pretrained(resolve_encoder(name_or_path), output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing_body = [k for k in info["missing_keys"] if not k.startswith(MLM_HEAD_PREFIXES)]
+    if missing_body:
+        raise EncoderError(f"encoder {name_or_path!r}: weights missing from the checkpoint: {missing_body[:5]}")
+    has_head = not any(k.startswith(MLM_HEAD_PREFIXES) for k in info["missing_keys"])
+    if not has_head:
+        mlm.tie_weights()
+    return mlm, has_head
+
+
+def load_mlm_head(name_or_path: str | os.PathLike) -> dict:
+    """The encoder checkpoint's masked-LM head as SWCM parameters (see MLM_HEAD_MAPS); an error if it has none."""
+    mlm, has_head = load_masked_lm(name_or_path)
+    family = next((f for f in MLM_HEAD_MAPS if hasattr(mlm, f)), None)
+    if family is None or not has_head:
+        raise EncoderError(
+            f"encoder {name_or_path!r} has no masked-LM head to start the LM head from; "
+            "train one with `swcm adapt`, or use lm_head_init='embeddings'"
+        )
+    state = mlm.state_dict()
+    absent = [src for src in MLM_HEAD_MAPS[family].values() if src not in state]
+    if absent:
+        raise EncoderError(f"encoder {name_or_path!r}: masked-LM head tensors {absent} not found")
+    return {dst: state[src] for dst, src in MLM_HEAD_MAPS[family].items()}
+
+
+def keep_encoder_layers(name_or_path: str | os.PathLike, layers: int, out_dir: str | os.PathLike) -> Path:
+    """Save the encoder with only its first `layers` layers (and its tokenizer) to `out_dir`: a smaller, faster
+    model whose layers are still the pretrained ones (e.g. for CPU runs of a few minutes)."""
+    model = load_encoder(name_or_path)
+    total = model.config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise EncoderError(f"cannot keep {layers} layers of an encoder with {total}")
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    load_tokenizer(name_or_path).save_pretrained(out)
+    return out

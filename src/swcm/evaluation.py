@@ -100,3 +100,45 @@ def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: 
     )
     (out / "report.md").write_text(report_markdown(rows), encoding="utf-8")
     return out / "report.md"
+
+
+def heldout_loss(
+    model,
+    tokenizer,
+    path: str | Path,
+    spec: TaskSpec,
+    limit: int | None = None,
+    max_length: int = 256,
+    batch_size: int = 16,
+) -> tuple[float, int]:
+    """(teacher-forced cross-entropy per target token, target tokens) of the references given the sources of a task
+    file. It separates models whose greedy outputs all still score ~0."""
+    import torch
+
+    from .tokenization import encode_targets
+
+    data = read_task_file(path, spec, limit=limit, skip_empty=True)
+    if spec.task == "mrc":
+        sources, _ = mrc_sources(tokenizer, data.examples, max_length)
+    else:
+        sources = [e.source for e in data.examples]
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(sources), batch_size):
+            chunk = slice(start, start + batch_size)
+            batch = tokenizer(
+                sources[chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length
+            ).to(model.device)
+            batch.pop("token_type_ids", None)
+            references = [e.references[0] for e in data.examples[chunk]]
+            labels = encode_targets(tokenizer, references, spec.tgt_lang, max_length=max_length).to(model.device)
+            with torch.no_grad():
+                mean = model(**batch, labels=labels).loss  # per target token of this batch
+            tokens = int((labels != -100).sum())
+            total += float(mean) * tokens
+            count += tokens
+    finally:
+        model.train(was_training)
+    return total / count, count

@@ -61,29 +61,41 @@ class ScriptTokenizer:
     """Tokens for ROUGE / BLEU / F1: one per Chinese character, per Tibetan syllable, per word elsewhere."""
 
     def tokenize(self, text: str) -> list[str]:
-        tokens, current, current_script = [], [], None
-        for char in unicodedata.normalize("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+        return [text[start:end] for start, end in self.spans(text)]
+
+    @staticmethod
+    def spans(text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of the tokens of `text` as given (not normalised): whole-word masking
+        maps them onto subword pieces."""
+        spans, start, current_script = [], None, None
+        for i, char in enumerate(text):
             script = script_of(char)
             if script in ("han", "kana"):
-                if current:
-                    tokens.append("".join(current))
-                tokens.append(char)
-                current, current_script = [], None
+                if start is not None:
+                    spans.append((start, i))
+                spans.append((i, i + 1))
+                start, current_script = None, None
             elif char in TIBETAN_DELIMITERS or not _is_word_char(char):
-                if current:
-                    tokens.append("".join(current))
-                current, current_script = [], None
+                if start is not None:
+                    spans.append((start, i))
+                start, current_script = None, None
             else:
                 # a change of script (other than marks / joiners, which stay with their word) starts a new token
-                if current and script not in ("other", current_script) and current_script not in (None, "other"):
-                    tokens.append("".join(current))
-                    current = []
-                current.append(char)
+                if (
+                    start is not None
+                    and script not in ("other", current_script)
+                    and current_script not in (None, "other")
+                ):
+                    spans.append((start, i))
+                    start = None
+                if start is None:
+                    start = i
                 if script != "other":
                     current_script = script
-        if current:
-            tokens.append("".join(current))
-        return tokens
+        if start is not None:
+            spans.append((start, len(text)))
+        return spans
 
 
 TOKENIZER = ScriptTokenizer()

@@ -20,7 +20,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, decoder_layer_types
-from .encoders import encoder_class, first_decoder_position_id, load_encoder, load_tokenizer
+from .encoders import encoder_class, first_decoder_position_id, load_encoder, load_mlm_head, load_tokenizer
 from .tokenization import (
     DEFAULT_LANG_TAGS,
     add_lang_tags,
@@ -117,6 +117,8 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
     """A custom (self-attn -> FFN1 -> cross-attn -> FFN2) or normal (self-attn -> cross-attn -> FFN) layer.
 
     Every sublayer has its own LayerNorm (`<name>_layer_norm`) and a residual, post-LN like BERT / XLM-R or pre-LN.
+    With `decoder_gate_init`, a learnable per-channel gate `<name>_gate` mixes each sublayer's result with its input,
+    h <- h + g * (sublayer(h) - h): at g = 0 the sublayer passes its input through, at g = 1 it is the plain layer.
     With `release_compat` (pre-LN), the authors' released computation: custom layers add no residual around
     self-attention; a normal layer's two attentions share `self_attn_layer_norm` (it has no `cross_attn_layer_norm`)
     and each of its sublayers adds the residual after the LayerNorm (h = LN(h); h = h + f(h)).
@@ -138,6 +140,8 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
             setattr(self, name, block)
             if not self._shares_norm(name):
                 setattr(self, f"{name}_layer_norm", nn.LayerNorm(config.hidden_size, eps=eps))
+            if config.decoder_gate_init is not None:
+                setattr(self, f"{name}_gate", nn.Parameter(torch.full((config.hidden_size,), config.decoder_gate_init)))
 
     def _shares_norm(self, name: str) -> bool:
         return self.release_compat and self.kind == NORMAL and name == "cross_attn"
@@ -176,9 +180,11 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
                 out = getattr(self, name)(hidden_states)
             out = self.dropout(out)
             no_residual = self.release_compat and self.kind == CUSTOM and name == "self_attn"
-            hidden_states = out if no_residual else residual + out
+            updated = out if no_residual else residual + out
             if not self.pre_norm:
-                hidden_states = norm(hidden_states)
+                updated = norm(updated)
+            gate = getattr(self, f"{name}_gate", None)
+            hidden_states = updated if gate is None else residual + gate * (updated - residual)
         return hidden_states
 
 
@@ -367,6 +373,20 @@ class SWCMModel(SWCMPreTrainedModel):
         )
 
 
+class SWCMHeadTransform(nn.Module):
+    """The transform of a masked-LM head (BERT's cls.predictions.transform, XLM-R's lm_head.dense / layer_norm):
+    dense -> activation -> LayerNorm, before the vocabulary projection."""
+
+    def __init__(self, config: SWCMConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.encoder.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.encoder.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(self.act(self.dense(hidden_states)))
+
+
 class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
     """XLM-SWCM with an LM head (untied by default, as in the paper); `generate(..., tgt_lang="bo")`."""
 
@@ -375,6 +395,7 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
     def __init__(self, config: SWCMConfig):
         super().__init__(config)
         self.model = SWCMModel(config)
+        self.head_transform = SWCMHeadTransform(config) if config.lm_head_transform else None
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
 
@@ -450,6 +471,8 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         hidden_states = outputs.last_hidden_state
         if logits_to_keep:  # generation needs only the last position's logits
             hidden_states = hidden_states[:, -logits_to_keep:]
+        if self.head_transform is not None:
+            hidden_states = self.head_transform(hidden_states)
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
@@ -483,6 +506,8 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         decoder = sum(p.numel() for p in self.model.decoder.parameters())
         tied = self.lm_head.weight is self.get_input_embeddings().weight
         head = (0 if tied else self.lm_head.weight.numel()) + self.lm_head.bias.numel()
+        if self.head_transform is not None:
+            head += sum(p.numel() for p in self.head_transform.parameters())
         return {"encoder": encoder, "decoder": decoder, "lm_head": head, "total": encoder + decoder + head}
 
     @classmethod
@@ -492,6 +517,9 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         normal_every: int = 3,
         decoder_init: str = "shared",
         normal_init: str = "random",
+        decoder_source_layers: Sequence[int] | None = None,
+        decoder_gate_init: float | None = None,
+        lm_head_init: str = "embeddings",
         tie_lm_head: bool = False,
         lang_tags: Sequence[str] = DEFAULT_LANG_TAGS,
         tokenizer=None,
@@ -503,8 +531,12 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         decoder_init="shared" copies encoder layer i's attention into custom layer i's self- AND cross-attention
         and its FFN into FFN1 AND FFN2 (see `swcm.weight_sharing`); "random" shares nothing (Cino-Transformer).
         normal_every=0 leaves out normal layers (BASE-A); normal_init="copy-previous" copies each normal layer
-        from the custom layer before it (BASE-B). Language tags become special tokens, their embeddings the mean
-        of their language name's pieces. Returns the model, or (model, tokenizer) with return_tokenizer=True.
+        from the custom layer before it (BASE-B). `decoder_source_layers` picks the encoder layer each custom layer
+        copies (default: its own index); `decoder_gate_init` adds learnable sublayer gates starting at that value.
+        The LM head starts as the word embeddings (`lm_head_init="embeddings"`), as the encoder's own masked-LM head
+        with its transform ("mlm-head"; e.g. after `swcm adapt`), or random. Language tags become special tokens,
+        their embeddings the mean of their language name's pieces. Returns the model, or (model, tokenizer) with
+        return_tokenizer=True.
         """
         encoder = load_encoder(encoder_name_or_path)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(encoder_name_or_path)
@@ -518,6 +550,10 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             "decoder_layer_types": decoder_layer_types(encoder.config.num_hidden_layers, normal_every),
             "decoder_init": decoder_init,
             "normal_init": normal_init,
+            "decoder_source_layers": list(decoder_source_layers) if decoder_source_layers is not None else None,
+            "decoder_gate_init": decoder_gate_init,
+            "lm_head_transform": lm_head_init == "mlm-head",
+            "lm_head_init": lm_head_init,
             "lang_tags": [lang_code(c) for c in lang_tags],
             "lang_tag_ids": tag_ids,
             "vocab_size": vocab_size,
@@ -535,10 +571,20 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         with torch.no_grad():
             if tie_lm_head:
                 model.tie_weights()
-            else:
+            elif lm_head_init != "random":
                 # An untied head starts as the (transposed) word embeddings: meaningful logits from step one.
                 model.lm_head.weight.copy_(model.get_input_embeddings().weight)
             model.lm_head.bias.zero_()
+            if lm_head_init == "mlm-head":
+                head = load_mlm_head(encoder_name_or_path)
+                rows = head["lm_head.weight"].shape[0]  # the encoder's vocabulary; the tags' rows stay as set above
+                for name, tensor in head.items():
+                    target = model.get_parameter(name)
+                    if name.startswith("lm_head."):
+                        if not (tie_lm_head and name == "lm_head.weight"):
+                            target[:rows].copy_(tensor)
+                    else:
+                        target.copy_(tensor)
         model.generation_config.decoder_start_token_id = config.decoder_start_token_id
         model.generation_config.bos_token_id = config.bos_token_id
         model.generation_config.eos_token_id = config.eos_token_id

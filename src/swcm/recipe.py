@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
 
 from .data import TASKS, DataError, SourceSpec
 from .noising import NoiseConfig
+from .precision import PRECISIONS
 from .tasks import TrainFile
 from .tokenization import DEFAULT_LANG_TAGS
 
 
+class StepsMixin:
+    """Steps and accumulation from `max_steps` / `epochs`, `global_batch` and `micro_batch` (every recipe has them)."""
+
+    def accumulation(self, world: int) -> int:
+        per_step = self.micro_batch * world
+        if self.global_batch % per_step:
+            raise DataError(
+                f"global_batch {self.global_batch} is not a multiple of "
+                f"micro_batch {self.micro_batch} x {world} processes"
+            )
+        return self.global_batch // per_step
+
+    def total_steps(self, usable_lines: int) -> int:
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * usable_lines / self.global_batch))
+
+
 @dataclass
-class PretrainRecipe:
+class PretrainRecipe(StepsMixin):
     """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
     defaults of the optimisation fields)."""
 
@@ -65,8 +84,8 @@ class PretrainRecipe:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Gradient norm clip."""
-    mixed_precision: str = "bf16"
-    """'bf16' (CPU and GPU), 'fp16' (GPU) or 'no'."""
+    mixed_precision: str = "auto"
+    """'auto' (bf16 where the hardware has native bf16, fp16 on older CUDA, else fp32), 'bf16', 'fp16' or 'fp32'."""
     seed: int = 0
     """Seed of initialisation, data order and noise."""
     save_every: int = 500
@@ -85,24 +104,10 @@ class PretrainRecipe:
             raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if (self.max_steps is None) == (self.epochs is None):
             raise DataError("set exactly one of max_steps and epochs")
-        if self.mixed_precision not in ("bf16", "fp16", "no"):
-            raise DataError(f"mixed_precision must be bf16, fp16 or no, got {self.mixed_precision!r}")
+        if self.mixed_precision not in (*PRECISIONS, "no"):
+            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
             raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
-
-    def accumulation(self, world: int) -> int:
-        per_step = self.micro_batch * world
-        if self.global_batch % per_step:
-            raise DataError(
-                f"global_batch {self.global_batch} is not a multiple of "
-                f"micro_batch {self.micro_batch} x {world} processes"
-            )
-        return self.global_batch // per_step
-
-    def total_steps(self, usable_lines: int) -> int:
-        if self.max_steps is not None:
-            return self.max_steps
-        return max(1, math.ceil(self.epochs * usable_lines / self.global_batch))
 
 
 @dataclass
@@ -142,10 +147,21 @@ def _cast(kind: str, text: str, name: str):
         raise DataError(f"--{name}: expected {kind}, got {text!r}") from None
 
 
+def _nested_kinds(cls: type) -> dict[str, dict[str, str]]:
+    """Dataclass-valued fields of a recipe (noise, masking) and the kinds of their own fields."""
+    nested = {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            value = f.default_factory()
+            if is_dataclass(value):
+                nested[f.name] = {g.name: str(g.type) for g in fields(value)}
+    return nested
+
+
 def apply_overrides(data: dict, overrides: list[str], cls: type = PretrainRecipe) -> dict:
-    """`--lr 3e-4 --noise.mask_ratio 0.3 --tasks mt`: scalar fields of the recipe (and of `noise`) by name."""
-    kinds = {f.name: str(f.type) for f in fields(cls)}
-    noise_kinds = {f.name: str(f.type) for f in fields(NoiseConfig)}
+    """`--lr 3e-4 --noise.mask_ratio 0.3 --tasks mt`: scalar fields of the recipe (and of its nested parts) by name."""
+    nested = _nested_kinds(cls)
+    kinds = {f.name: str(f.type) for f in fields(cls) if f.name not in nested}
     if len(overrides) % 2:
         raise DataError(f"overrides come in pairs (--name value), got {overrides}")
     data = dict(data)
@@ -153,12 +169,12 @@ def apply_overrides(data: dict, overrides: list[str], cls: type = PretrainRecipe
         if not flag.startswith("--"):
             raise DataError(f"expected --name before {value!r}, got {flag!r}")
         name = flag[2:].replace("-", "_")
-        if name.startswith("noise."):
-            key = name.split(".", 1)[1]
-            if key not in noise_kinds:
-                raise DataError(f"unknown noise field {key!r}; known: {', '.join(noise_kinds)}")
-            data["noise"] = {**dict(data.get("noise") or {}), key: _cast(noise_kinds[key], value, name)}
-        elif name in kinds and name not in ("sources", "noise", "train"):
+        part, _, key = name.partition(".")
+        if key and part in nested:
+            if key not in nested[part]:
+                raise DataError(f"unknown {part} field {key!r}; known: {', '.join(nested[part])}")
+            data[part] = {**dict(data.get(part) or {}), key: _cast(nested[part][key], value, name)}
+        elif name in kinds and not kinds[name].startswith(("list[SourceSpec]", "list[TrainFile]", "dict")):
             data[name] = _cast(kinds[name], value, name)
         else:
             raise DataError(f"unknown recipe field {name!r}; known: {', '.join(k for k in kinds if k != 'sources')}")

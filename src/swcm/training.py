@@ -28,6 +28,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, get_l
 
 from .data import DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
 from .modeling_swcm import SWCMForConditionalGeneration
+from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
 from .tasks import FinetuneExamples, finetune_items
 
@@ -125,22 +126,26 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
 # ------------------------------------------------------------------------------------------------------ setup
 
 
+def pruned_encoder(encoder: str, corpus: list[str], out: Path, accelerator: Accelerator) -> str:
+    """`encoder` with its vocabulary pruned to the corpus, made once by the main process in `out/encoder-pruned`."""
+    from .encoders import resolve_encoder
+    from .vocab import prune_vocab
+
+    pruned = out / "encoder-pruned"
+    if accelerator.is_main_process and not (pruned / "config.json").is_file():
+        prune_vocab(resolve_encoder(encoder), corpus, pruned)
+    accelerator.wait_for_everyone()
+    return str(pruned)
+
+
 def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerator: Accelerator):
     """An existing XLM-SWCM directory, or one built from the recipe's encoder (optionally vocabulary-pruned)."""
+    torch.manual_seed(recipe.seed)  # every process builds the same random parts; dropout follows the seed on every path
     path = Path(recipe.model).expanduser()
     if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
         return AutoModelForSeq2SeqLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    encoder = recipe.model
-    if recipe.prune_vocab:
-        from .encoders import resolve_encoder
-        from .vocab import prune_vocab
-
-        pruned = out / "encoder-pruned"
-        if accelerator.is_main_process and not (pruned / "config.json").is_file():
-            prune_vocab(resolve_encoder(encoder), corpus, pruned)
-        accelerator.wait_for_everyone()
-        encoder = str(pruned)
-    torch.manual_seed(recipe.seed)  # every process builds the same random parts
+    encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
+    torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
     return SWCMForConditionalGeneration.from_encoder(
         encoder,
         normal_every=recipe.normal_every,
@@ -215,7 +220,7 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
     return run_training(recipe, prepare, resume, stop_after)
 
 
-def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
+def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None) -> dict:
     """Fine-tune on task files (translation both ways, summarisation, reading comprehension) with the same loop."""
 
     def prepare(accelerator: Accelerator, out: Path):
@@ -224,16 +229,20 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | Non
         examples = FinetuneExamples(items, tokenizer, model.config.lang_tag_ids, recipe.max_length, recipe.seed)
         return model, tokenizer, examples, recipe.total_steps(len(items)), "; ".join(notes)
 
-    return run_training(recipe, prepare, resume, stop_after)
+    return run_training(recipe, prepare, resume, stop_after, evaluate)
 
 
-def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None) -> dict:
+def run_training(
+    recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None, evaluate=None
+) -> dict:
     """The shared loop: `prepare(accelerator, out)` gives (model, tokenizer, examples, total steps, description);
-    examples must make example i deterministically from i (see data.MicroBatchStream)."""
+    examples must make example i deterministically from i (see data.MicroBatchStream). `evaluate(model, tokenizer)`,
+    if given, runs on the main process at every log step and its dict joins the log row (e.g. held-out losses)."""
     out = Path(recipe.out)
+    precision = resolve_precision(recipe.mixed_precision)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
-        mixed_precision=recipe.mixed_precision,
+        mixed_precision=precision.accelerate,
         gradient_accumulation_steps=recipe.accumulation(_world()),
     )
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -293,6 +302,7 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
     )
     writer = _tensorboard(out / "tb") if main else None
     if main:
+        print(f"precision {precision.precision}: {precision.reason}", flush=True)
         print(
             f"training {total_steps} steps x {recipe.global_batch} sequences ({world} process(es) x "
             f"{recipe.micro_batch} x {accumulation} accumulation); {description}; "
@@ -312,13 +322,7 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
         labels = batch["labels"].to(accelerator.device)
         with accelerator.accumulate(model):
             with accelerator.autocast():
-                logits = model(
-                    input_ids=batch["input_ids"].to(accelerator.device),
-                    attention_mask=batch["attention_mask"].to(accelerator.device),
-                    decoder_input_ids=unwrapped.prepare_decoder_input_ids_from_labels(labels),
-                    use_cache=False,
-                ).logits
-            token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+                token_loss = _token_losses(model, unwrapped, batch, labels, accelerator.device)
             mask = labels != -100
             loss = token_loss.sum() / mask.sum()
             accelerator.backward(loss)
@@ -356,7 +360,10 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
                 row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
             sums.zero_()
             tokens.zero_()
-            last_log = now
+            if evaluate is not None and main:
+                with accelerator.autocast():
+                    row.update(evaluate(unwrapped, tokenizer))
+            last_log = time.perf_counter()
             if main:
                 with log_path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
@@ -379,6 +386,22 @@ def run_training(recipe: PretrainRecipe, prepare, resume: bool = False, stop_aft
             tokenizer.save_pretrained(out / "final")
             plot_losses(log_path, out / "loss.png")
     return summary
+
+
+def _token_losses(model, unwrapped, batch: dict, labels: torch.Tensor, device) -> torch.Tensor:
+    """Cross-entropy at every label position [batch, length] (0 where labels are -100). A model that computes its own
+    (adapt's masked LM, which projects only the masked positions) says so with `returns_token_losses`."""
+    input_ids = batch["input_ids"].to(device)
+    attention_mask = batch["attention_mask"].to(device)
+    if getattr(unwrapped, "returns_token_losses", False):
+        return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        decoder_input_ids=unwrapped.prepare_decoder_input_ids_from_labels(labels),
+        use_cache=False,
+    ).logits
+    return F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
 
 
 def _world() -> int:

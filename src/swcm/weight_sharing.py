@@ -55,9 +55,15 @@ def _prefix(model: nn.Module) -> str:
     return "model." if hasattr(model, "lm_head") else ""
 
 
+# Decoder parameters that exist only in the decoder and start from their own init (sublayer gates).
+NEW_PARAMETER_SUFFIXES = ("_gate",)
+
+
 def _map_layer(params: dict[str, torch.Tensor], dst_prefix: str, src_prefix: str, module_map: dict[str, str]):
     pairs, used = [], set()
     for name in sorted(n for n in params if n.startswith(dst_prefix)):
+        if name.endswith(NEW_PARAMETER_SUFFIXES):
+            continue
         module, leaf = name[len(dst_prefix) :].rsplit(".", 1)
         key = next((m for m in module_map if module == m or module.startswith(m + ".")), None)
         if key is None:
@@ -78,7 +84,8 @@ def _map_layer(params: dict[str, torch.Tensor], dst_prefix: str, src_prefix: str
 
 
 def weight_sharing_plan(model: nn.Module) -> list[tuple[str, str]]:
-    """(decoder_param_name, encoder_param_name) pairs that `from_encoder` copied; [] for a random decoder."""
+    """(decoder_param_name, encoder_param_name) pairs that `from_encoder` copied; [] for a random decoder. Custom
+    layer k copies encoder layer `config.source_layers[k]` (by default k)."""
     config = model.config
     if config.decoder_init != "shared":
         return []
@@ -91,7 +98,7 @@ def weight_sharing_plan(model: nn.Module) -> list[tuple[str, str]]:
         )
     pairs = []
     custom_layers = [j for j, kind in enumerate(config.decoder_layer_types) if kind == CUSTOM]
-    for i, j in enumerate(custom_layers):
+    for i, j in zip(config.source_layers, custom_layers, strict=True):
         dst = prefix + DECODER_LAYER.format(j=j)
         src = prefix + ENCODER_LAYER.format(i=i)
         pairs += _map_layer(params, dst, src, CUSTOM_LAYER_SOURCES)

@@ -1,0 +1,357 @@
+"""`swcm adapt`: continued masked-language-model pretraining of an encoder, the way CINO was made from XLM-R.
+
+It gives new vocabulary rows (pruned or extended with `swcm vocab`) trained embeddings and moves a pretrained
+encoder towards the target languages before XLM-SWCM is built from it. It runs on the shared training loop
+(`training.run_training`: accelerate, atomic checkpoints, exact resume, logs); the output folder's `final/` is an
+encoder with its MLM head that `swcm build` and the recipes take.
+
+Masking (BERT): `mask_ratio` of the content tokens are chosen, of which 80% become `<mask>`, 10% a random piece and
+10% stay; special tokens are never chosen. With `whole_word`, the unit is a word of swcm's script tokenizer (a
+Tibetan syllable, a Chinese character, a word elsewhere): all pieces of a chosen unit are masked together. Logits
+are computed at the chosen positions only: a full-vocabulary projection of every position would dominate the step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DataError, PretrainExamples, SourceSpec, build_mixture, open_source, split_sentences
+from .metrics import ScriptTokenizer
+from .precision import PRECISIONS
+from .recipe import StepsMixin
+
+
+@dataclass
+class MaskingConfig:
+    """What masked-language modelling hides (BERT's 15% with 80 / 10 / 10)."""
+
+    mask_ratio: float = 0.15
+    """Share of content tokens (or whole words) chosen for prediction."""
+    mask_token: float = 0.8
+    """Of the chosen, the share replaced by <mask>."""
+    random_token: float = 0.1
+    """Of the chosen, the share replaced by a random piece (the rest stay as they are)."""
+    whole_word: bool = False
+    """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
+
+    def __post_init__(self):
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise DataError(f"masking mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.mask_token < 0 or self.random_token < 0 or self.mask_token + self.random_token > 1.0:
+            raise DataError(
+                f"masking mask_token ({self.mask_token}) and random_token ({self.random_token}) must be >= 0 and sum "
+                "to at most 1"
+            )
+
+
+def mask_tokens(
+    ids: list[int],
+    units: list[int],
+    config: MaskingConfig,
+    rng: np.random.Generator,
+    mask_id: int,
+    vocab_ids: np.ndarray,
+) -> tuple[list[int], list[int]]:
+    """(input ids, labels: the original id at chosen positions, -100 elsewhere) for content ids `ids`, where
+    `units[k]` numbers the word piece k belongs to (all pieces of a chosen word are chosen together)."""
+    labels = [-100] * len(ids)
+    if not ids:
+        return list(ids), labels
+    unique = sorted(set(units))
+    count = max(1, round(config.mask_ratio * len(unique)))
+    chosen = set(int(u) for u in rng.choice(unique, size=min(count, len(unique)), replace=False))
+    out = list(ids)
+    for k, (token, unit) in enumerate(zip(ids, units, strict=True)):
+        if unit not in chosen:
+            continue
+        labels[k] = token
+        draw = rng.random()
+        if draw < config.mask_token:
+            out[k] = mask_id
+        elif draw < config.mask_token + config.random_token:
+            out[k] = int(vocab_ids[int(rng.integers(len(vocab_ids)))])
+    return out, labels
+
+
+def word_units(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """For each piece (character offsets into `text`), the number of the script-tokenizer word it starts in; pieces
+    outside any word (spaces, punctuation) are units of their own."""
+    spans = ScriptTokenizer.spans(text)
+    units, word, next_free = [], 0, len(spans)
+    for start, end in offsets:
+        while word < len(spans) and spans[word][1] <= start:
+            word += 1
+        inside = word < len(spans) and spans[word][0] < max(end, start + 1)
+        if inside:
+            units.append(word)
+        else:
+            units.append(next_free)
+            next_free += 1
+    return units
+
+
+class MLMExamples(PretrainExamples):
+    """example(index) -> {"input_ids", "labels", "task"}: a window of monolingual text, masked; a pure function of
+    the index (exact resume and data-parallel splits, as in pretraining)."""
+
+    task_names = ("mlm",)
+
+    def __init__(self, sources, mixture, tokenizer, max_length: int, masking: MaskingConfig, seed: int):
+        from .data import ExampleSettings
+
+        super().__init__(sources, mixture, tokenizer, None, ExampleSettings(max_length=max_length, seed=seed))
+        self.masking = masking
+
+    def example(self, index: int) -> dict:
+        rng = np.random.default_rng([self.settings.seed, index])
+        _, source, (f, line, fraction) = self._choose(rng)
+        values, where = source.read(f, line)
+        text = " ".join(values)
+        sentences = split_sentences(text) or [text]
+        encoded = self.tokenizer(sentences, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        pieces, unit_lists, unit_base = [], [], 0
+        for sentence, ids, offsets in zip(sentences, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            if not ids:
+                continue
+            units = word_units(sentence, offsets) if self.masking.whole_word else list(range(len(ids)))
+            pieces.append(ids)
+            unit_lists.append([unit_base + u for u in units])
+            unit_base += max(units) + 1
+        chunks = self._chunks(pieces)
+        chunk_index = min(int(fraction * len(chunks)), len(chunks) - 1)
+        # the units of the same window: chunks cut sentences in order, so walk them alongside
+        flat_ids = [t for chunk in chunks[chunk_index] for t in chunk]
+        all_units = [u for units in unit_lists for u in units]
+        start = sum(len(piece) for chunk in chunks[:chunk_index] for piece in chunk)
+        units = all_units[start : start + len(flat_ids)]
+        masked, labels = mask_tokens(flat_ids, units, self.masking, rng, self.mask_id, self.vocab_ids)
+        return {
+            "input_ids": [self.bos, *masked, self.eos],
+            "labels": [-100, *labels, -100],
+            "task": 0,
+            "where": where,
+        }
+
+
+def mlm_head(model: nn.Module) -> nn.Module:
+    """The prediction head of a transformers masked-LM model (XLM-R / RoBERTa: lm_head, BERT: cls)."""
+    for name in ("lm_head", "cls"):
+        if hasattr(model, name):
+            return getattr(model, name)
+    raise DataError(f"{type(model).__name__} has no masked-LM head (lm_head or cls)")
+
+
+class SparseMaskedLM(nn.Module):
+    """A transformers masked-LM model whose forward returns the per-position loss [batch, length], computing logits
+    at the labelled positions only. Saving saves the wrapped model (encoder + its MLM head)."""
+
+    returns_token_losses = True
+
+    def __init__(self, mlm: nn.Module):
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(self, input_ids, attention_mask, labels):
+        hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        chosen = labels != -100
+        logits = mlm_head(self.mlm)(hidden[chosen])
+        losses = torch.zeros(labels.shape, dtype=torch.float32, device=hidden.device)
+        losses[chosen] = F.cross_entropy(logits.float(), labels[chosen], reduction="none")
+        return losses
+
+    @property
+    def config(self):
+        return self.mlm.config
+
+    def save_pretrained(self, path, **kwargs):
+        self.mlm.save_pretrained(path, **kwargs)
+
+
+@dataclass
+class AdaptRecipe(StepsMixin):
+    """Continued MLM pretraining of an encoder on monolingual sources (the CINO recipe)."""
+
+    model: str
+    """Encoder to adapt: a local folder, a hub id or packaged:NAME."""
+    sources: list[SourceSpec]
+    """Monolingual sources (task: dae, with lang); see SourceSpec."""
+    out: str = "runs/adapt"
+    """Output folder: final/ (the adapted encoder with its MLM head), checkpoints/, log.jsonl, report.json."""
+    prune_vocab: bool = False
+    """First prune the vocabulary to the pieces the sources use."""
+    extend: dict[str, int] = field(default_factory=dict)
+    """Languages whose vocabulary to extend first, with the sentencepiece size to train: e.g. {bo: 8000}."""
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    """What is masked."""
+    heldout_lines: int = 50
+    """Last usable lines of each source kept out of training, for the before / after report."""
+    alpha: float = 0.3
+    """Language sampling temperature: p ~ n^alpha over each language's bytes."""
+    max_length: int = 128
+    """Longest window in tokens."""
+    skip_bad_lines: bool = False
+    """Count and skip malformed lines instead of failing at the first (file:line)."""
+    num_workers: int = 1
+    """Dataloader workers."""
+    max_steps: int | None = None
+    """Optimizer steps; or set epochs."""
+    epochs: float | None = None
+    """Passes over the usable lines of the sources."""
+    global_batch: int = 64
+    """Sequences per optimizer step, over all processes."""
+    micro_batch: int = 16
+    """Sequences per forward pass on one process."""
+    lr: float = 1e-4
+    """Peak learning rate (AdamW, linear decay)."""
+    warmup_ratio: float = 0.06
+    """Share of steps warming up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    mixed_precision: str = "auto"
+    """auto (bf16 where the hardware has native bf16, fp16 on older CUDA, else fp32), bf16, fp16 or fp32."""
+    seed: int = 0
+    """Seed of the new head, data order and masking."""
+    save_every: int = 500
+    """Checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept."""
+    log_every: int = 10
+    """Log every N steps."""
+
+    def __post_init__(self):
+        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
+        if isinstance(self.masking, dict):
+            self.masking = MaskingConfig(**self.masking)
+        bad = [s.path for s in self.sources if s.task != "dae"]
+        if bad or not self.sources:
+            raise DataError(f"adapt takes monolingual sources (task: dae, lang: X); not: {bad or 'none given'}")
+        if (self.max_steps is None) == (self.epochs is None):
+            raise DataError("set exactly one of max_steps and epochs")
+        if self.mixed_precision not in (*PRECISIONS, "no"):
+            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+
+
+@torch.no_grad()
+def heldout_mlm(model: SparseMaskedLM, tokenizer, texts: dict[str, list[str]], masking: MaskingConfig, seed: int):
+    """Masked-LM loss and accuracy per language on held-out lines (the same masks every time)."""
+    from .data import collate
+
+    was_training = model.training
+    model.eval()
+    mask_id = tokenizer.mask_token_id
+    vocab_ids = np.array(sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids)))
+    results = {}
+    for lang, lines in texts.items():
+        rng = np.random.default_rng([seed, 12345])
+        examples = []
+        for text in lines:
+            encoded = tokenizer(
+                text,
+                add_special_tokens=False,
+                return_offsets_mapping=True,
+                truncation=True,
+                max_length=126,
+                verbose=False,
+            )
+            ids = encoded["input_ids"]
+            units = word_units(text, encoded["offset_mapping"]) if masking.whole_word else list(range(len(ids)))
+            masked, labels = mask_tokens(ids, units, masking, rng, mask_id, vocab_ids)
+            examples.append(
+                {
+                    "input_ids": [tokenizer.cls_token_id, *masked, tokenizer.sep_token_id],
+                    "labels": [-100, *labels, -100],
+                    "task": 0,
+                }
+            )
+        loss_sum, correct, count = 0.0, 0, 0
+        for start in range(0, len(examples), 16):
+            batch = collate(examples[start : start + 16], tokenizer.pad_token_id)
+            labels = batch["labels"]
+            hidden = model.mlm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            chosen = labels != -100
+            logits = mlm_head(model.mlm)(hidden.last_hidden_state[chosen]).float()
+            loss_sum += float(F.cross_entropy(logits, labels[chosen], reduction="sum"))
+            correct += int((logits.argmax(-1) == labels[chosen]).sum())
+            count += int(chosen.sum())
+        results[lang] = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "tokens": count}
+    model.train(was_training)
+    return results
+
+
+def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Run (or resume) continued MLM pretraining; returns a summary with the before / after report."""
+    from .encoders import load_masked_lm, load_tokenizer
+    from .training import run_training
+
+    out = Path(recipe.out)
+    state: dict = {}
+
+    def prepare(accelerator, out_dir: Path):
+        sources = [open_source(spec, recipe.skip_bad_lines, out_dir / "index") for spec in recipe.sources]
+        heldout: dict[str, list[str]] = {}
+        for source in sources:
+            lines = source.hold_out(recipe.heldout_lines) if recipe.heldout_lines else []
+            heldout.setdefault(source.spec.lang, []).extend(" ".join(v) for v in lines)
+        encoder = _prepare_vocabulary(recipe, [s.spec for s in sources], out_dir, accelerator)
+        torch.manual_seed(recipe.seed)  # the new head, the same in every process
+        mlm, has_head = load_masked_lm(encoder)
+        tokenizer = load_tokenizer(encoder)
+        origin = "the checkpoint's own" if has_head else "new, decoder tied to the word embeddings"
+        mixture = build_mixture(sources, recipe.alpha, 0.5, ["dae"])
+        examples = MLMExamples(sources, mixture, tokenizer, recipe.max_length, recipe.masking, recipe.seed)
+        model = SparseMaskedLM(mlm)
+        state.update(model=model, tokenizer=tokenizer, heldout=heldout, origin=origin, encoder=encoder)
+        state["before"] = heldout_mlm(model, tokenizer, heldout, recipe.masking, recipe.seed) if heldout else {}
+        total = recipe.total_steps(sum(s.rows for s in sources))
+        return model, tokenizer, examples, total, f"MLM head: {origin}; mixture: {mixture.describe()}"
+
+    summary = run_training(recipe, prepare, resume, stop_after)
+    if state.get("heldout") and summary["steps"] >= summary["total_steps"]:
+        after = heldout_mlm(state["model"], state["tokenizer"], state["heldout"], recipe.masking, recipe.seed)
+        summary["heldout"] = {
+            lang: {
+                "loss_before": state["before"][lang]["loss"],
+                "loss_after": after[lang]["loss"],
+                "accuracy_before": state["before"][lang]["accuracy"],
+                "accuracy_after": after[lang]["accuracy"],
+                "tokens": after[lang]["tokens"],
+            }
+            for lang in after
+        }
+    summary["mlm_head"] = state.get("origin")
+    summary["vocabulary"] = state.get("vocabulary", {})
+    if (out / "final").is_dir():
+        (out / "report.json").write_text(
+            json.dumps({"recipe": asdict(recipe), **summary}, indent=1, default=str), encoding="utf-8"
+        )
+    return summary
+
+
+def _prepare_vocabulary(recipe: AdaptRecipe, specs: list[SourceSpec], out: Path, accelerator) -> str:
+    """Prune and / or extend the encoder's vocabulary to the sources first (main process; cached in `out`)."""
+    from .encoders import resolve_encoder
+    from .training import pruned_encoder
+    from .vocab import extend_vocab
+
+    files = [s.path for s in specs if not s.path.startswith("hf:")]
+    encoder = pruned_encoder(recipe.model, files, out, accelerator) if recipe.prune_vocab else recipe.model
+    for lang, size in recipe.extend.items():
+        corpus = [s.path for s in specs if s.lang == lang and not s.path.startswith("hf:")]
+        if not corpus:
+            raise DataError(f"extend: no local source in language {lang!r} to train its pieces on")
+        extended = out / f"encoder-extended-{lang}"
+        if accelerator.is_main_process and not (extended / "config.json").is_file():
+            report = extend_vocab(resolve_encoder(encoder), corpus, lang, size, extended)
+            (extended / "extend-report.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        accelerator.wait_for_everyone()
+        encoder = str(extended)
+    return encoder
