@@ -28,25 +28,46 @@ from common import DEFAULT_ENCODER, benchmark_encoder, machine, markdown_table, 
 LANGS = ("ug", "kk", "mn")
 # name -> (what it is, from_encoder options, encoder: "raw" or "adapted"); "lr" in the options overrides --lr
 VARIANTS: dict[str, tuple[str, dict, str]] = {
-    "paper": ("the paper's init: custom layer i copies encoder layer i, head = word embeddings", {}, "raw"),
+    "default": (
+        "swcm's default: the paper's copies + learnable sublayer gates starting at 0.02 (near-identity start)",
+        {},
+        "raw",
+    ),
+    "paper": (
+        "the paper's init: custom layer i copies encoder layer i, no gates, head = word embeddings",
+        {"decoder_gate_init": None},
+        "raw",
+    ),
     "random": ("no weight sharing: the same decoder, randomly initialised", {"decoder_init": "random"}, "raw"),
     "random-lr3e-4": (
         "random decoder at lr 3e-4, its better learning rate in a short sweep (the others learn faster at 1e-3)",
         {"decoder_init": "random", "lr": 3e-4},
         "raw",
     ),
-    "head-random": ("paper, LM head random instead of the word embeddings", {"lm_head_init": "random"}, "raw"),
-    "gate-0.5": ("paper + learnable sublayer gates starting at 0.5", {"decoder_gate_init": 0.5}, "raw"),
-    "gate-0": ("paper + learnable sublayer gates starting at 0 (identity decoder)", {"decoder_gate_init": 0.0}, "raw"),
-    "lower-layers": (
-        "custom layers copy encoder layers 0..8, never the collapsing top three (i -> min(i, 8))",
-        {"decoder_source_layers": [min(i, 8) for i in range(12)]},
+    "head-random": (
+        "paper, LM head random instead of the word embeddings",
+        {"lm_head_init": "random", "decoder_gate_init": None},
         "raw",
     ),
-    "adapted": ("paper's init on the MLM-adapted encoder (swcm adapt), head = word embeddings", {}, "adapted"),
+    "gate-0.5": ("the copies + learnable sublayer gates starting at 0.5", {"decoder_gate_init": 0.5}, "raw"),
+    "gate-0": (
+        "the copies + learnable sublayer gates starting at 0 (identity decoder)",
+        {"decoder_gate_init": 0.0},
+        "raw",
+    ),
+    "lower-layers": (
+        "custom layers copy encoder layers 0..8, never the collapsing top three (i -> min(i, 8))",
+        {"decoder_source_layers": [min(i, 8) for i in range(12)], "decoder_gate_init": None},
+        "raw",
+    ),
+    "adapted": (
+        "paper's init on the MLM-adapted encoder (swcm adapt), head = word embeddings",
+        {"decoder_gate_init": None},
+        "adapted",
+    ),
     "adapted-mlm-head": (
         "adapted encoder, LM head = its trained MLM head (transform + embeddings)",
-        {"lm_head_init": "mlm-head"},
+        {"lm_head_init": "mlm-head", "decoder_gate_init": None},
         "adapted",
     ),
     "adapted-random": ("random decoder on the adapted encoder", {"decoder_init": "random"}, "adapted"),

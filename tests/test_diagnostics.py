@@ -32,22 +32,28 @@ def test_decoder_start_measures_a_uniform_head_as_log_v(tiny_xlmr):
     assert model.training, "the model's mode is restored"
 
 
-def test_decoder_start_cosine_of_an_identity_decoder_is_that_of_its_input_embeddings(tiny_xlmr):
-    # gates at 0: every sublayer passes its input through, so the top states are the embedded decoder inputs
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(
-        tiny_xlmr, decoder_gate_init=0.0, return_tokenizer=True
-    )
-    model.eval()  # no dropout in the reference computation below
+def test_decoder_start_cosine_is_that_of_the_top_decoder_states(tiny_xlmr):
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.eval()
     pairs = probe_pairs(["kk"], per_lang=6)
     start = decoder_start(model, tokenizer, pairs)
+    batch = tokenizer([s for s, _, _ in pairs], return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
     labels = encode_targets(tokenizer, [t for _, _, t in pairs], "kk", max_length=64)
-    inputs = model.prepare_decoder_input_ids_from_labels(labels)
     with torch.no_grad():
-        embedded = model.model.embed_decoder_inputs(inputs, None, 0)[labels != -100]
-    states = F.normalize(embedded, dim=-1)
+        states = model(**batch, labels=labels, output_hidden_states=True).decoder_hidden_states[-1][labels != -100]
+    states = F.normalize(states, dim=-1)
     n = states.shape[0]
     expected = float(((states @ states.T).sum() - n) / (n * (n - 1)))
     assert start.top_state_cosine == pytest.approx(expected, abs=1e-5)
+    assert start.probe_tokens == n
+
+
+def test_the_default_gated_start_is_less_collapsed_than_the_papers(tiny_xlmr):
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    paper = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=None)
+    gated, ungated = decoder_start(model, tokenizer), decoder_start(paper, tokenizer)
+    assert gated.top_state_cosine < ungated.top_state_cosine
 
 
 def test_build_prints_the_decoder_start_and_writes_a_summary(tiny_xlmr, tmp_path, capsys):

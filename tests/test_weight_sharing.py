@@ -172,7 +172,7 @@ def test_decoder_source_layers_choose_the_copied_encoder_layer(tiny_xlmr):
 
 def test_gates_leave_the_copies_intact_and_interpolate_identity_and_the_layer(tiny_xlmr):
     torch.manual_seed(0)
-    plain = SWCMForConditionalGeneration.from_encoder(tiny_xlmr).eval()
+    plain = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=None).eval()
     torch.manual_seed(0)
     gated = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=1.0).eval()
     assert len(weight_sharing_plan(gated)) == len(weight_sharing_plan(plain)), "gates are new, not copied"
@@ -184,9 +184,17 @@ def test_gates_leave_the_copies_intact_and_interpolate_identity_and_the_layer(ti
         for name, param in gated.named_parameters():
             if name.endswith("_gate"):
                 param.zero_()
-        out = gated(input_ids=ids, decoder_input_ids=decoder_ids, output_hidden_states=True)
-        embedded = gated.model.embed_decoder_inputs(decoder_ids, None, 0)
-        assert torch.allclose(out.decoder_hidden_states[-1], embedded, atol=1e-6), "gates at 0: identity decoder"
+        closed = gated(input_ids=ids, decoder_input_ids=decoder_ids).logits
+        # gates at 0: the gated sublayers (self-attention, FFNs) pass their input through, so their weights do not
+        # matter; cross-attention is never gated, so the output still depends on the source
+        for layer in gated.model.decoder.layers:
+            for name in ("self_attn", "ffn1", "ffn2", "ffn"):
+                if hasattr(layer, name):
+                    for param in getattr(layer, name).parameters():
+                        param.add_(torch.randn_like(param))
+        assert torch.allclose(gated(input_ids=ids, decoder_input_ids=decoder_ids).logits, closed, atol=1e-5)
+        other_source = gated(input_ids=torch.tensor([[0, 30, 31, 2]]), decoder_input_ids=decoder_ids).logits
+        assert not torch.allclose(other_source, closed, atol=1e-3)
 
 
 def test_lm_head_from_the_encoders_mlm_head(tiny_xlmr, tmp_path):
@@ -221,3 +229,19 @@ def test_lm_head_from_the_encoders_mlm_head(tiny_xlmr, tmp_path):
             model.eval()(input_ids=ids, decoder_input_ids=ids).logits,
             atol=1e-5,
         )
+
+
+def test_default_shared_build_is_gated_and_the_random_baseline_is_not(tiny_xlmr):
+    from swcm.configuration_swcm import DEFAULT_GATE_INIT
+
+    shared = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    assert shared.config.decoder_gate_init == DEFAULT_GATE_INIT == 0.02
+    gates = [p for n, p in shared.named_parameters() if n.endswith("_gate")]
+    assert len(gates) == sum(len(layer.sublayers) - 1 for layer in shared.model.decoder.layers), "all but cross-attn"
+    assert not [n for n, _ in shared.named_parameters() if n.endswith("cross_attn_gate")]
+    assert all(torch.all(g == DEFAULT_GATE_INIT) for g in gates)
+    random = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_init="random")
+    assert random.config.decoder_gate_init is None
+    assert not [n for n, _ in random.named_parameters() if n.endswith("_gate")]
+    paper = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=None)
+    assert not [n for n, _ in paper.named_parameters() if n.endswith("_gate")]

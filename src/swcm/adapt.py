@@ -241,7 +241,9 @@ class AdaptRecipe(StepsMixin):
 
 
 @torch.no_grad()
-def heldout_mlm(model: SparseMaskedLM, tokenizer, texts: dict[str, list[str]], masking: MaskingConfig, seed: int):
+def heldout_mlm(
+    model: SparseMaskedLM, tokenizer, texts: dict[str, list[str]], masking: MaskingConfig, seed: int, max_length: int
+):
     """Masked-LM loss and accuracy per language on held-out lines (the same masks every time)."""
     from .data import collate
 
@@ -259,7 +261,7 @@ def heldout_mlm(model: SparseMaskedLM, tokenizer, texts: dict[str, list[str]], m
                 add_special_tokens=False,
                 return_offsets_mapping=True,
                 truncation=True,
-                max_length=126,
+                max_length=max_length - 2,
                 verbose=False,
             )
             ids = encoded["input_ids"]
@@ -310,13 +312,17 @@ def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = No
         examples = MLMExamples(sources, mixture, tokenizer, recipe.max_length, recipe.masking, recipe.seed)
         model = SparseMaskedLM(mlm)
         state.update(model=model, tokenizer=tokenizer, heldout=heldout, origin=origin, encoder=encoder)
-        state["before"] = heldout_mlm(model, tokenizer, heldout, recipe.masking, recipe.seed) if heldout else {}
+        state["before"] = (
+            heldout_mlm(model, tokenizer, heldout, recipe.masking, recipe.seed, recipe.max_length) if heldout else {}
+        )
         total = recipe.total_steps(sum(s.rows for s in sources))
         return model, tokenizer, examples, total, f"MLM head: {origin}; mixture: {mixture.describe()}"
 
     summary = run_training(recipe, prepare, resume, stop_after)
     if state.get("heldout") and summary["steps"] >= summary["total_steps"]:
-        after = heldout_mlm(state["model"], state["tokenizer"], state["heldout"], recipe.masking, recipe.seed)
+        after = heldout_mlm(
+            state["model"], state["tokenizer"], state["heldout"], recipe.masking, recipe.seed, recipe.max_length
+        )
         summary["heldout"] = {
             lang: {
                 "loss_before": state["before"][lang]["loss"],

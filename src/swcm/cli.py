@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from .configuration_swcm import DECODER_INITS, LM_HEAD_INITS, NORMAL_INITS, layout_string
+from .configuration_swcm import DECODER_INITS, DEFAULT_GATE_INIT, LM_HEAD_INITS, NORMAL_INITS, layout_string
 from .quickstart import QuickstartArgs, run_quickstart
 from .tokenization import DEFAULT_LANG_TAGS
 
@@ -33,8 +33,8 @@ class BuildArgs:
     """Tie the LM head to the word embeddings (the paper unties them)."""
     lm_head_init: str = "embeddings"
     """LM head start: 'embeddings', 'mlm-head' (the encoder's masked-LM head, e.g. after swcm adapt) or 'random'."""
-    decoder_gate_init: float | None = None
-    """Add a learnable gate to every decoder sublayer, starting at this value (0: the decoder starts as identity)."""
+    decoder_gate_init: float | None = DEFAULT_GATE_INIT
+    """Start of the learnable gate on every shared decoder sublayer (0: identity; none: the paper's ungated init)."""
     lang_tags: str = ",".join(DEFAULT_LANG_TAGS)
     """Comma-separated language codes whose tags (<bo> ...) are added to the vocabulary."""
 
@@ -51,13 +51,20 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict[
         default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
         parser.add_argument(
             flag,
-            type={"int": int, "float": float, "Path": Path, "list[str]": str, "list[int]": int}.get(kind, str),
+            type=_optional_float if str(f.type) == "float | None" else _ARG_TYPES.get(kind, str),
             nargs="+" if kind.startswith("list[") else None,
             required=required,
             default=default,
             choices=choices.get(f.name),
             help=docs.get(f.name),
         )
+
+
+_ARG_TYPES = {"int": int, "float": float, "Path": Path, "list[str]": str, "list[int]": int}
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "null") else float(text)
 
 
 def _field_docs(cls) -> dict[str, str]:

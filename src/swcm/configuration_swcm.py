@@ -15,6 +15,10 @@ DECODER_INITS = ("shared", "random")
 NORMAL_INITS = ("random", "copy-previous")
 LAYER_NORM_POSITIONS = ("post", "pre")
 LM_HEAD_INITS = ("embeddings", "mlm-head", "random")
+# A deviation from the paper, measured in benchmarks/init_study.py: gates at 0.02 on the self-attention and FFN
+# sublayers start a decoder copied from a post-LN encoder close to "embedding + cross-attention" instead of collapsed,
+# with every copied weight intact; they learn how much of each copied sublayer to use.
+DEFAULT_GATE_INIT = 0.02
 
 
 def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[str]:
@@ -57,7 +61,8 @@ class SWCMConfig(PreTrainedConfig):
         decoder_source_layers: the encoder layer each custom layer copies, in order (None: custom layer i copies
             encoder layer i, the paper's map).
         decoder_gate_init: None (the paper), or the start value of a learnable per-channel gate on every decoder
-            sublayer, h <- h + g * (sublayer(h) - h): 0 starts the decoder as the identity, 1 as the ungated layer.
+            self-attention and FFN sublayer (not cross-attention), h <- h + g * (sublayer(h) - h): 1 is the ungated
+            layer, 0 passes the input through.
         lm_head_transform: put an MLM-style transform (dense -> activation -> LayerNorm) before the LM head, so the
             head can start as the encoder's own masked-LM head.
         lm_head_init: how the LM head started: "embeddings" (the word embeddings), "mlm-head" (the encoder's MLM
@@ -191,4 +196,4 @@ class SWCMConfig(PreTrainedConfig):
         return self
 
 
-__all__ = ["SWCMConfig", "decoder_layer_types", "CUSTOM", "NORMAL"]
+__all__ = ["SWCMConfig", "decoder_layer_types", "CUSTOM", "NORMAL", "DEFAULT_GATE_INIT"]

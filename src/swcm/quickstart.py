@@ -37,7 +37,7 @@ class QuickstartArgs:
     """'shared' (XLM-SWCM: decoder copied from the encoder) or 'random' (the paper's baseline)."""
     encoder_layers: int = 12
     """Keep the encoder's first N layers (fewer: faster on CPU; the decoder gets N custom layers)."""
-    steps: int = 500
+    steps: int = 400
     """Training steps."""
     batch_size: int = 32
     """Sequences per step."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from .configuration_swcm import DEFAULT_GATE_INIT
 from .data import TASKS, DataError, SourceSpec
 from .noising import NoiseConfig
 from .precision import PRECISIONS
@@ -50,6 +51,8 @@ class PretrainRecipe(StepsMixin):
     """Building from an encoder: 'shared' (XLM-SWCM) or 'random'."""
     normal_init: str = "random"
     """Building from an encoder: 'random' or 'copy-previous' (BASE-B)."""
+    decoder_gate_init: float | None = DEFAULT_GATE_INIT
+    """Building from an encoder: start of the shared decoder's sublayer gates (null: the paper's ungated init)."""
     lang_tags: list[str] = field(default_factory=lambda: list(DEFAULT_LANG_TAGS))
     """Building from an encoder: language tags to add."""
     prune_vocab: bool = False

@@ -151,6 +151,7 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
         normal_every=recipe.normal_every,
         decoder_init=recipe.decoder_init,
         normal_init=recipe.normal_init,
+        decoder_gate_init=recipe.decoder_gate_init,
         lang_tags=recipe.lang_tags,
         return_tokenizer=True,
     )
