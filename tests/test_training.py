@@ -208,7 +208,7 @@ def test_the_recipes_in_the_repository_load():
         1.0,
         8,
     )
-    assert paper.model == "hfl/cino-base-v2" and paper.accumulation(8) == 3 and paper.mixed_precision == "bf16"
+    assert paper.model == "hfl/cino-base-v2" and paper.accumulation(8) == 3 and paper.mixed_precision == "auto"
     small = load_recipe(folder / "cpu-small.yaml")
     assert small.model == "packaged:multilingual-e5-small" and small.prune_vocab and small.max_steps
 
