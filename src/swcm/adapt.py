@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DataError, PretrainExamples, SourceSpec, build_mixture, open_source, split_sentences
+from .data import DataError, ExampleSettings, PretrainExamples, SourceSpec, build_mixture, open_source, split_sentences
 from .metrics import ScriptTokenizer
-from .precision import PRECISIONS
 from .recipe import StepsMixin
 
 
@@ -104,8 +103,6 @@ class MLMExamples(PretrainExamples):
     task_names = ("mlm",)
 
     def __init__(self, sources, mixture, tokenizer, max_length: int, masking: MaskingConfig, seed: int):
-        from .data import ExampleSettings
-
         super().__init__(sources, mixture, tokenizer, None, ExampleSettings(max_length=max_length, seed=seed))
         self.masking = masking
 
@@ -234,10 +231,7 @@ class AdaptRecipe(StepsMixin):
         bad = [s.path for s in self.sources if s.task != "dae"]
         if bad or not self.sources:
             raise DataError(f"adapt takes monolingual sources (task: dae, lang: X); not: {bad or 'none given'}")
-        if (self.max_steps is None) == (self.epochs is None):
-            raise DataError("set exactly one of max_steps and epochs")
-        if self.mixed_precision not in (*PRECISIONS, "no"):
-            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        self.check_schedule()
 
 
 @torch.no_grad()

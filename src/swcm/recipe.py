@@ -19,6 +19,13 @@ from .tokenization import DEFAULT_LANG_TAGS
 class StepsMixin:
     """Steps and accumulation from `max_steps` / `epochs`, `global_batch` and `micro_batch` (every recipe has them)."""
 
+    def check_schedule(self) -> None:
+        """The checks every training recipe shares: one of max_steps / epochs, a known precision."""
+        if (self.max_steps is None) == (self.epochs is None):
+            raise DataError("set exactly one of max_steps and epochs")
+        if self.mixed_precision not in (*PRECISIONS, "no"):
+            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+
     def accumulation(self, world: int) -> int:
         per_step = self.micro_batch * world
         if self.global_batch % per_step:
@@ -105,10 +112,7 @@ class PretrainRecipe(StepsMixin):
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
-        if (self.max_steps is None) == (self.epochs is None):
-            raise DataError("set exactly one of max_steps and epochs")
-        if self.mixed_precision not in (*PRECISIONS, "no"):
-            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        self.check_schedule()
         if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
             raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
 
