@@ -66,6 +66,8 @@ class AblationArgs:
     """Longest source / target in tokens."""
     lr: float = 3e-4
     """Peak learning rate (both stages; linear decay, 10% warm-up)."""
+    encoder_lr: float | None = None
+    """Peak learning rate of the pretrained encoder and embeddings (None: --lr; the quickstart uses 1e-4 at lr 1e-3)."""
     mt_limit: int = 2000
     """Fine-tuning translation pairs per language (software UI strings)."""
     title_upsample: int = 8
@@ -121,6 +123,7 @@ def recipes(args: AblationArgs, encoder_dir: str, data: Path, titles_train: Path
         "micro_batch": args.batch,
         "max_length": args.max_length,
         "lr": args.lr,
+        "encoder_lr": args.encoder_lr,
         "warmup_ratio": 0.1,
         "mixed_precision": args.precision,
         "num_workers": 1,

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ENCODER, benchmark_encoder, machine, markdown_table, require_shared_data, write_json  # noqa: E402
 
 LANGS = ("ug", "kk", "mn")
-# name -> (what it is, from_encoder options, encoder: "raw" or "adapted"); "lr" in the options overrides --lr
+# name -> (what it is, from_encoder options, encoder: "raw" or "adapted"); "lr" in the options overrides --lr,
+# "encoder_lr" sets the encoder's own peak rate (FinetuneRecipe.encoder_lr)
 VARIANTS: dict[str, tuple[str, dict, str]] = {
     "default": (
         "swcm's default: the paper's copies + learnable sublayer gates starting at 0.02 (near-identity start)",
@@ -36,6 +37,31 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "paper": (
         "the paper's init: custom layer i copies encoder layer i, no gates, head = word embeddings",
         {"decoder_gate_init": None},
+        "raw",
+    ),
+    "default-enc1e-4": (
+        "default, with the pretrained encoder and embeddings at lr 1e-4 (the decoder at --lr)",
+        {"encoder_lr": 1e-4},
+        "raw",
+    ),
+    "default-lr3e-4-enc1e-4": (
+        "default at lr 3e-4, with the pretrained encoder and embeddings at lr 1e-4",
+        {"lr": 3e-4, "encoder_lr": 1e-4},
+        "raw",
+    ),
+    "paper-enc1e-4": (
+        "the paper's init, with the pretrained encoder and embeddings at lr 1e-4 (the decoder at --lr)",
+        {"decoder_gate_init": None, "encoder_lr": 1e-4},
+        "raw",
+    ),
+    "random-enc1e-4": (
+        "random decoder, with the pretrained encoder and embeddings at lr 1e-4 (the decoder at --lr)",
+        {"decoder_init": "random", "encoder_lr": 1e-4},
+        "raw",
+    ),
+    "random-lr3e-4-enc1e-4": (
+        "random decoder at lr 3e-4, with the pretrained encoder and embeddings at lr 1e-4",
+        {"decoder_init": "random", "lr": 3e-4, "encoder_lr": 1e-4},
         "raw",
     ),
     "random": ("no weight sharing: the same decoder, randomly initialised", {"decoder_init": "random"}, "raw"),
@@ -200,6 +226,7 @@ def run_variant(name: str, seed: int, args: StudyArgs, encoders: dict[str, str],
     _, options, encoder_kind = VARIANTS[name]
     options = dict(options)
     lr = options.pop("lr", args.lr)
+    encoder_lr = options.pop("encoder_lr", None)
     run = args.work / f"{name}-seed{seed}"
     log = run / "train" / "log.jsonl"
     if args.reuse and (run / "train" / "final").is_dir() and log.is_file():
@@ -231,6 +258,7 @@ def run_variant(name: str, seed: int, args: StudyArgs, encoders: dict[str, str],
         micro_batch=args.batch,
         max_length=args.max_length,
         lr=lr,
+        encoder_lr=encoder_lr,
         warmup_ratio=0.1,
         mixed_precision=args.precision,
         seed=seed,

@@ -59,7 +59,11 @@ def _quickstart(tiny_xlmr, out, steps):
     )
 
 
-def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys):
+def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path, capsys, monkeypatch):
+    import swcm.quickstart
+
+    # The tiny vocabulary spells Tibetan, so no language would need pieces: lower the bar to take the extend path.
+    monkeypatch.setattr(swcm.quickstart, "EXTEND_UNK_RATE", -1.0)
     out = tmp_path / "qs"
     assert _quickstart(tiny_xlmr, out, 12) == 0
     printed = capsys.readouterr().out
@@ -67,6 +71,8 @@ def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path
     assert "precision fp32" in printed, "the training loop says which precision it chose"
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(report["languages"]) == {"ug", "bo"}
+    assert set(report["vocab_extensions"]) == {"ug", "bo"}
+    assert report["vocab_extensions"]["bo"]["vocab_after"] >= report["vocab_extensions"]["bo"]["vocab_before"]
     assert report["languages"]["ug"]["n"] == 4
     assert report["steps"] == 12 and report["log"][-1]["step"] == 12
     assert len(report["samples"]) == 6

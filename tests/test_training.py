@@ -281,3 +281,37 @@ def test_the_finetuning_recipes_load():
     for f in zero_shot.train[1:]:
         f.limit = 0  # k = 0: Chinese only
     assert sum(f.limit == 0 for f in zero_shot.train) == 4
+
+
+def test_encoder_lr_gives_the_encoder_its_own_rate_and_zero_freezes_it(recipe_file, tiny_xlmr, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from swcm import SWCMForConditionalGeneration
+    from swcm.data import DataError
+    from swcm.training import parameter_groups
+
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, lang_tags=("kk", "ug", "mn", "zh"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    recipe = load_recipe(recipe_file, ["--encoder-lr", "1e-4"])
+    groups = parameter_groups(model, recipe)
+    assert sum(len(g["params"]) for g in groups) == len(names), "every parameter in exactly one group"
+    for group in groups:
+        in_encoder = {names[id(p)].startswith("model.encoder.") for p in group["params"]}
+        assert len(in_encoder) == 1
+        assert group["lr"] == (1e-4 if in_encoder.pop() else recipe.lr)
+        decays = {p.ndim >= 2 and "LayerNorm" not in names[id(p)] and "layer_norm" not in names[id(p)] for p in group["params"]}
+        assert decays == {group["weight_decay"] > 0}
+    assert {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file))} == {recipe.lr}
+
+    with pytest.raises(DataError, match="encoder_lr must be >= 0"):
+        load_recipe(recipe_file, ["--encoder-lr", "-1"])
+
+    out = tmp_path / "frozen"
+    result = run(recipe_file, out, "--encoder-lr", "0", "--max-steps", "3", "--save-every", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = load_file(out / "initial" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    encoder = [k for k in before if k.startswith("model.encoder.")]
+    decoder = [k for k in before if k.startswith("model.decoder.layers.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder), "a frozen encoder does not move"
+    assert any(not torch.equal(before[k], after[k]) for k in decoder), "the decoder trains"

@@ -80,17 +80,42 @@ def test_extend_adds_pieces_initialised_from_the_old_segmentation(swcm_dir, tmp_
     n_old_pieces = len(json.loads(old_tok.backend_tokenizer.to_str())["model"]["vocab"])
     old_emb, new_emb = old.get_input_embeddings().weight, new.get_input_embeddings().weight
     assert torch.equal(new_emb[:n_old_pieces], old_emb[:n_old_pieces])
+    unknown_only = []
     for i in range(n_old_pieces, n_old_pieces + report["pieces_added"]):
         piece = new_tok.convert_ids_to_tokens(i)
         parts = [t.id for t in old_tok.backend_tokenizer.model.tokenize(piece)]
+        if old_tok.unk_token_id in parts:
+            unknown_only.append(i)
+            continue
         torch.testing.assert_close(new_emb[i], old_emb[parts].mean(0))
         torch.testing.assert_close(new.lm_head.weight[i], old.lm_head.weight[parts].mean(0))
+    assert not unknown_only, "the tiny vocabulary spells these Tibetan pieces"
     for code, i in new.config.lang_tag_ids.items():
         assert new_tok.convert_ids_to_tokens(i) == f"<{code}>"
         assert torch.equal(new_emb[i], old_emb[old.config.lang_tag_ids[code]])
     assert len(new_tok.tokenize(tibetan[0])) < len(old_tok.tokenize(tibetan[0]))
     out = new.generate(**new_tok([tibetan[0]], return_tensors="pt"), tgt_lang="bo", max_new_tokens=3)
     assert out[0, 1] == new.config.lang_tag_ids["bo"]
+
+
+def test_pieces_the_old_vocabulary_spells_only_as_unk_start_distinct(swcm_dir, tmp_path):
+    """Traditional Mongolian script is all <unk> to the tiny vocabulary (as Tibetan is to XLM-R's): a mean of <unk>
+    rows would make every new piece the same vector."""
+    corpus = tmp_path / "mn.txt"
+    corpus.write_text("\n".join(["ᠮᠣᠩᠭᠣᠯ ᠪᠢᠴᠢᠭ", "ᠮᠣᠩᠭᠣᠯ ᠬᠡᠯᠡ", "ᠪᠢᠴᠢᠭ ᠬᠡᠯᠡ ᠮᠣᠩᠭᠣᠯ"] * 30) + "\n", encoding="utf-8")
+    old_tok = AutoTokenizer.from_pretrained(swcm_dir)
+    assert old_tok.tokenize("ᠮᠣᠩᠭᠣᠯ") and old_tok("ᠮᠣᠩᠭᠣᠯ")["input_ids"][1:-1].count(old_tok.unk_token_id) >= 1
+    report = extend_vocab(swcm_dir, [corpus], "mn", 30, tmp_path / "ext")
+    assert report["unk_rate_before"] > 0.3 and report["unk_rate_after"] == 0
+    old_emb = AutoModelForSeq2SeqLM.from_pretrained(swcm_dir).get_input_embeddings().weight
+    new = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ext")
+    first = len(json.loads(old_tok.backend_tokenizer.to_str())["model"]["vocab"])
+    rows = new.get_input_embeddings().weight[first : first + report["pieces_added"]]
+    assert len(rows) >= 2
+    assert torch.cdist(rows, rows).add(torch.eye(len(rows)) * 1e9).min() > 1e-3, "no two new rows are equal"
+    assert 0.5 < rows.std().item() / old_emb.std().item() < 2.0, "on the matrix's scale"
+    head = new.lm_head.weight[first : first + report["pieces_added"]]
+    assert torch.cdist(head, head).add(torch.eye(len(head)) * 1e9).min() > 1e-3
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data not found at {SHARED_DATA}")

@@ -35,14 +35,17 @@ class QuickstartArgs:
     """Target languages (paired with zh)."""
     decoder_init: str = "shared"
     """'shared' (XLM-SWCM: decoder copied from the encoder) or 'random' (the paper's baseline)."""
-    encoder_layers: int = 12
+    encoder_layers: int = 6
     """Keep the encoder's first N layers (fewer: faster on CPU; the decoder gets N custom layers)."""
-    steps: int = 400
+    steps: int = 600
     """Training steps."""
     batch_size: int = 32
     """Sequences per step."""
     lr: float = 1e-3
     """Peak learning rate (AdamW, linear schedule)."""
+    encoder_lr: float | None = 1e-4
+    """Peak learning rate of the pretrained encoder and embeddings (None: lr; 0: frozen). At the decoder's 1e-3 the
+    encoder forgets what it knows and every input gets the same output."""
     warmup_ratio: float = 0.05
     """Share of steps spent warming up the learning rate."""
     dae_share: float = 0.2
@@ -70,13 +73,23 @@ def write_cldr_files(folder: Path, langs: list[str]) -> dict[str, dict[str, Path
     return files
 
 
-def prepare_encoder(encoder: str, corpus: list[Path], out: Path, layers: int) -> Path:
-    """The encoder pruned to the corpus (and cut to its first `layers` layers), reused while its inputs (encoder
-    name, layers, corpus text) are unchanged."""
-    from .encoders import keep_encoder_layers, load_encoder_config, resolve_encoder
-    from .vocab import prune_vocab
+EXTEND_UNK_RATE = 0.01
+"""A language whose training text is more than this share `<unk>` under the pruned vocabulary gets new pieces."""
+EXTEND_PIECES = 400
+"""Pieces trained for such a language (sentencepiece unigram on its training names)."""
 
-    digest = hashlib.sha256(f"{encoder}|{layers}".encode())
+
+def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list[Path], out: Path, layers: int) -> Path:
+    """The encoder cut to its first `layers` layers, pruned to the pairs, and extended with pieces for any target
+    language it cannot spell (Tibetan: XLM-R's vocabulary has no Tibetan pieces, so every syllable is `<unk>`).
+    Reused while its inputs (encoder name, layers, the files' text) are unchanged."""
+    from transformers import AutoTokenizer
+
+    from .encoders import keep_encoder_layers, load_encoder_config, resolve_encoder
+    from .vocab import extend_vocab, prune_vocab, read_corpus, vocab_stats
+
+    corpus = [path for split in files.values() for path in split.values()] + extra
+    digest = hashlib.sha256(f"{encoder}|{layers}|{EXTEND_UNK_RATE}|{EXTEND_PIECES}".encode())
     for path in corpus:
         digest.update(path.read_bytes())
     key = digest.hexdigest()[:16]
@@ -86,11 +99,27 @@ def prepare_encoder(encoder: str, corpus: list[Path], out: Path, layers: int) ->
         return out
     shutil.rmtree(out, ignore_errors=True)
     source = resolve_encoder(encoder)
-    if layers < load_encoder_config(source).num_hidden_layers:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".layers-") as cut:
-            prune_vocab(keep_encoder_layers(source, layers, cut), corpus, out)
-    else:
-        prune_vocab(source, corpus, out)
+    extensions = {}
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".encoder-") as work:
+        if layers < load_encoder_config(source).num_hidden_layers:
+            source = keep_encoder_layers(source, layers, Path(work, "layers"))
+        current = Path(work, "pruned")
+        prune_vocab(source, corpus, current)
+        for lang, split in files.items():
+            texts = list(read_corpus([split["train"]], [lang]))
+            unk_rate = vocab_stats(AutoTokenizer.from_pretrained(current), texts).unk_rate
+            if unk_rate > EXTEND_UNK_RATE:
+                extended = Path(work, f"extend-{lang}")
+                report = extend_vocab(current, [split["train"]], lang, EXTEND_PIECES, extended, fields=[lang])
+                print(
+                    f"      {lang}: <unk> {report['unk_rate_before']:.1%} -> {report['unk_rate_after']:.1%} of held-out "
+                    f"tokens after adding {report['pieces_added']} pieces",
+                    flush=True,
+                )
+                current = extended
+                extensions[lang] = report
+        shutil.copytree(current, out)
+    (out / "swcm-extensions.json").write_text(json.dumps(extensions, indent=1), encoding="utf-8")
     stamp.write_text(key + "\n", encoding="utf-8")
     return out
 
@@ -115,6 +144,7 @@ def quickstart_recipe(args: QuickstartArgs, encoder: Path, files: dict[str, dict
         global_batch=args.batch_size,
         micro_batch=args.batch_size,
         lr=args.lr,
+        encoder_lr=args.encoder_lr,
         warmup_ratio=args.warmup_ratio,
         mixed_precision=precision,
         seed=args.seed,
@@ -201,8 +231,7 @@ def run_quickstart(args: QuickstartArgs) -> dict:
     names = out / "data" / "language-names.txt"  # the pieces that seed the language tags' embeddings
     names.write_text("\n".join(LANGUAGE_NAMES.values()) + "\n", encoding="utf-8")
     print(f"[2/5] pruning {args.encoder}'s vocabulary to the pairs", flush=True)
-    corpus = [p for f in files.values() for p in f.values()] + [names]
-    encoder = prepare_encoder(args.encoder, corpus, out / "encoder", args.encoder_layers)
+    encoder = prepare_encoder(args.encoder, files, [names], out / "encoder", args.encoder_layers)
 
     print(f"[3/5] building XLM-SWCM (decoder_init={args.decoder_init}) and training", flush=True)
     recipe = quickstart_recipe(args, encoder, files, args.precision)
@@ -224,6 +253,7 @@ def run_quickstart(args: QuickstartArgs) -> dict:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
         "model": str(train_dir / "final"),
         "vocab_size": config.vocab_size,
+        "vocab_extensions": json.loads((encoder / "swcm-extensions.json").read_text(encoding="utf-8")),
         "parameters": after["parameters"],
         "steps": summary["steps"],
         "batch_size": args.batch_size,

@@ -88,6 +88,8 @@ class PretrainRecipe(StepsMixin):
     """Sequences per forward pass on one process."""
     lr: float = 1e-4
     """Peak learning rate (AdamW, linear decay)."""
+    encoder_lr: float | None = None
+    """Peak learning rate of the pretrained encoder and the shared embeddings (None: lr; 0: frozen)."""
     warmup_ratio: float = 0.1
     """Share of steps warming up."""
     weight_decay: float = 0.01
@@ -113,6 +115,8 @@ class PretrainRecipe(StepsMixin):
         if bad or not self.tasks:
             raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         self.check_schedule()
+        if self.encoder_lr is not None and self.encoder_lr < 0:
+            raise DataError(f"encoder_lr must be >= 0 (0 freezes the encoder), got {self.encoder_lr}")
         if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
             raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
 

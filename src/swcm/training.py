@@ -233,6 +233,29 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | Non
     return run_training(recipe, prepare, resume, stop_after, evaluate)
 
 
+def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
+    """AdamW groups: no weight decay on norms and biases; the encoder (`model.encoder.*`, which holds the shared
+    embeddings) at `recipe.encoder_lr` when a recipe sets one, and frozen at 0, so that a freshly started decoder
+    can learn fast without wrecking what the pretrained encoder knows."""
+    encoder_lr = getattr(recipe, "encoder_lr", None)
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        in_encoder = encoder_lr is not None and name.startswith("model.encoder.")
+        if in_encoder and encoder_lr == 0:
+            param.requires_grad_(False)
+            continue
+        decays = not (param.ndim < 2 or "layer_norm" in name or "LayerNorm" in name)
+        groups.setdefault((in_encoder, decays), []).append(param)
+    return [
+        {
+            "params": params,
+            "weight_decay": recipe.weight_decay if decays else 0.0,
+            "lr": encoder_lr if in_encoder else recipe.lr,
+        }
+        for (in_encoder, decays), params in sorted(groups.items())
+    ]
+
+
 def run_training(
     recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None, evaluate=None
 ) -> dict:
@@ -261,13 +284,7 @@ def run_training(
         tokenizer.save_pretrained(out / "initial")
     data_rate = measure_data_throughput(examples)
 
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "layer_norm" in name or "LayerNorm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.lr,
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, recipe), lr=recipe.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state

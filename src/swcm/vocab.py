@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +348,16 @@ def extend_vocab(
 
     def new_row(weight: torch.Tensor, piece: tuple[str, float]) -> torch.Tensor:
         ids = [t.id for t in old_model.tokenize(piece[0])]
-        return weight[ids].mean(0)
+        known = [i for i in ids if i != tokenizer.unk_token_id]
+        if len(known) == len(ids):
+            return weight[ids].mean(0)
+        # A piece of a script the old vocabulary lacks (Tibetan in XLM-R) is spelled with <unk>: the mean of its rows
+        # would make such pieces identical (all <unk>, or "▁" + <unk>), so it gets a random part of the matrix's
+        # scale, seeded by the piece, on top of the mean of its known parts.
+        generator = torch.Generator().manual_seed(zlib.crc32(piece[0].encode()))
+        noise = torch.randn(weight.shape[1:], generator=generator, dtype=torch.float32) * weight.float().std()
+        base = weight[known].float().mean(0) if known else weight.float().mean(0)
+        return (base + noise).to(weight.dtype)
 
     before_params = parameter_count(model)
     model, new_tokenizer = apply_layout(model, tokenizer, is_swcm, layout, out_dir, new_row)
