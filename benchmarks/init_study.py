@@ -215,7 +215,10 @@ def heldout_evaluator(held: dict[str, Path], max_length: int):
     return evaluate
 
 
-def run_variant(name: str, seed: int, args: StudyArgs, encoders: dict[str, str], train, held) -> list[dict]:
+def run_variant(
+    name: str, seed: int, args: StudyArgs, encoders: dict[str, str], train, held
+) -> tuple[list[dict], bool]:
+    """The run's log rows (step 0: the start diagnostics), and whether it was trained now (False: reused)."""
     import torch
 
     from swcm import SWCMForConditionalGeneration
@@ -230,7 +233,7 @@ def run_variant(name: str, seed: int, args: StudyArgs, encoders: dict[str, str],
     run = args.work / f"{name}-seed{seed}"
     log = run / "train" / "log.jsonl"
     if args.reuse and (run / "train" / "final").is_dir() and log.is_file():
-        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
+        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line], False
     torch.manual_seed(seed)
     model, tokenizer = SWCMForConditionalGeneration.from_encoder(
         encoders[encoder_kind], lang_tags=(*LANGS, "zh"), return_tokenizer=True, **options
@@ -272,7 +275,7 @@ def run_variant(name: str, seed: int, args: StudyArgs, encoders: dict[str, str],
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
     rows.insert(0, {"step": 0, "heldout": start["probe_loss"], "decoder_start": start})
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return rows
+    return rows, True
 
 
 def summarise(results: dict[str, dict[int, list[dict]]]) -> tuple[list[list], list[int]]:
@@ -336,12 +339,16 @@ def run(args: StudyArgs) -> dict:
         encoders["adapted"] = adapted_encoder(args, encoder, data)
     results: dict[str, dict[int, list[dict]]] = {}
     seconds: dict[str, float] = {}
+    trained = reused = 0
     for seed in args.seeds:  # seeds outermost: a cut-short run still compares every variant
         for name in args.variants:
             began = time.time()
             print(f"== {name}, seed {seed}", flush=True)
-            results.setdefault(name, {})[seed] = run_variant(name, seed, args, encoders, train, held)
-            seconds[name] = seconds.get(name, 0.0) + time.time() - began
+            rows, fresh = run_variant(name, seed, args, encoders, train, held)
+            results.setdefault(name, {})[seed] = rows
+            trained, reused = trained + fresh, reused + (not fresh)
+            if fresh:
+                seconds[name] = seconds.get(name, 0.0) + time.time() - began
     table, steps = summarise(results)
     args.out.mkdir(parents=True, exist_ok=True)
     header = ["variant", *[f"held-out @ {s}" for s in steps], "start cosine", "start entropy"]
@@ -352,16 +359,19 @@ def run(args: StudyArgs) -> dict:
         "variants": {name: VARIANTS[name][0] for name in args.variants},
         "seconds_per_variant": seconds,
         "total_seconds": time.time() - started,
+        "runs_trained": trained,
+        "runs_reused": reused,
         "results": {name: {str(seed): rows for seed, rows in runs.items()} for name, runs in results.items()},
     }
     write_json(args.out / "init_study.json", payload)
     text = [
         "# Decoder initialisation study",
         "",
-        f"{len(args.seeds)} seeds x {args.steps} steps x {args.batch} sequences, lr {args.lr}, zh <-> ug / kk / mn "
-        f"software UI strings ({args.train_pairs} pairs per language); held-out: {args.heldout} pairs per language, "
-        f"teacher-forced loss per target token, mean ± sd over seeds. {payload['machine']['cpu']}, "
-        f"{payload['total_seconds'] / 60:.0f} min.",
+        f"{len(args.seeds)} seeds x {args.steps} steps x {args.batch} sequences, lr {args.lr} unless the variant "
+        f"sets its own, zh <-> ug / kk / mn software UI strings ({args.train_pairs} pairs per language); held-out: "
+        f"{args.heldout} pairs per language, teacher-forced loss per target token, mean ± sd over seeds. "
+        f"{payload['machine']['cpu']}: {trained} runs trained in {payload['total_seconds'] / 60:.0f} min"
+        + (f", {reused} reused from {args.work} (--reuse)." if reused else "."),
         "",
         markdown_table(header, table),
         "",

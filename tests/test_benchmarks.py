@@ -113,7 +113,7 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     args = study.StudyArgs(
         encoder=str(tiny_xlmr),
         no_prune=True,
-        variants=["paper", "random", "adapted-mlm-head"],
+        variants=["paper", "random", "adapted-mlm-head", "default-enc1e-4"],
         seeds=[0, 1],
         steps=2,
         batch=2,
@@ -127,7 +127,9 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     )
     payload = study.run(args)
     saved = json.loads((tmp_path / "out" / "init_study.json").read_text())
-    assert set(saved["results"]) == {"paper", "random", "adapted-mlm-head"}
+    assert set(saved["results"]) == {"paper", "random", "adapted-mlm-head", "default-enc1e-4"}
+    recipe = json.loads((tmp_path / "work" / "default-enc1e-4-seed0" / "train" / "recipe.json").read_text())
+    assert recipe["encoder_lr"] == 1e-4 and recipe["lr"] == args.lr
     for runs in saved["results"].values():
         assert set(runs) == {"0", "1"}
         for rows in runs.values():
@@ -141,3 +143,10 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     markdown = (tmp_path / "out" / "init_study.md").read_text()
     assert "| paper |" in markdown and "±" in markdown
     assert payload["total_seconds"] > 0 and (tmp_path / "out" / "curves.png").stat().st_size > 0
+    assert payload["runs_trained"] == 8 and payload["runs_reused"] == 0
+    # --reuse keeps finished runs and says so
+    args.variants, args.reuse = ["paper"], True
+    again = study.run(args)
+    assert again["runs_trained"] == 0 and again["runs_reused"] == 2
+    assert again["results"]["paper"] == payload["results"]["paper"]
+    assert "2 reused from" in (tmp_path / "out" / "init_study.md").read_text()
