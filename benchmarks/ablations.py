@@ -321,7 +321,8 @@ def render_markdown(report: dict) -> str:
         f"Encoder `{args['encoder']}` (vocabulary pruned to ug / kk / mn / zh text). Every variant: "
         f"{args['stage1_steps']} pretraining steps (DAE + zh <-> X MT) then {args['stage2_steps']} fine-tuning "
         f"steps (zh -> X translation, {args['mt_limit']} pairs per language, + Uyghur essay titles "
-        f"x{args['title_upsample']}), batch {args['batch']}, max length {args['max_length']}, lr {args['lr']}, "
+        f"x{args['title_upsample']}), batch {args['batch']}, max length {args['max_length']}, lr {args['lr']} "
+        f"(encoder {args.get('encoder_lr') or args['lr']}), "
         f"{args['precision']}, seed {args['seed']}. Evaluation: greedy, {args['eval_limit']} sentences per "
         f"translation set, {args['title_test']} held-out essays.",
         "",

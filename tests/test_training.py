@@ -300,7 +300,10 @@ def test_encoder_lr_gives_the_encoder_its_own_rate_and_zero_freezes_it(recipe_fi
         in_encoder = {names[id(p)].startswith("model.encoder.") for p in group["params"]}
         assert len(in_encoder) == 1
         assert group["lr"] == (1e-4 if in_encoder.pop() else recipe.lr)
-        decays = {p.ndim >= 2 and "LayerNorm" not in names[id(p)] and "layer_norm" not in names[id(p)] for p in group["params"]}
+        decays = {
+            p.ndim >= 2 and "LayerNorm" not in names[id(p)] and "layer_norm" not in names[id(p)]
+            for p in group["params"]
+        }
         assert decays == {group["weight_decay"] > 0}
     assert {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file))} == {recipe.lr}
 

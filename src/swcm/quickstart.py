@@ -112,8 +112,8 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
                 extended = Path(work, f"extend-{lang}")
                 report = extend_vocab(current, [split["train"]], lang, EXTEND_PIECES, extended, fields=[lang])
                 print(
-                    f"      {lang}: <unk> {report['unk_rate_before']:.1%} -> {report['unk_rate_after']:.1%} of held-out "
-                    f"tokens after adding {report['pieces_added']} pieces",
+                    f"      {lang}: <unk> {report['unk_rate_before']:.1%} -> {report['unk_rate_after']:.1%} of "
+                    f"held-out tokens after adding {report['pieces_added']} pieces",
                     flush=True,
                 )
                 current = extended
