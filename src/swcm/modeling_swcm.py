@@ -540,8 +540,9 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         normal_every=0 leaves out normal layers (BASE-A); normal_init="copy-previous" copies each normal layer
         from the custom layer before it (BASE-B). `decoder_source_layers` picks the encoder layer each custom layer
         copies (default: its own index). `decoder_gate_init` (shared decoders) adds a learnable per-channel gate to
-        every decoder sublayer, starting at that value; the default 0.02 starts the copied decoder close to the
-        identity, a deviation from the paper (None: the paper's ungated init; see benchmarks/init_study.py).
+        every decoder self-attention and FFN sublayer (never cross-attention), starting at that value; the default
+        0.02 starts the copied decoder close to the identity, a deviation from the paper (None: the paper's ungated
+        init; see benchmarks/init_study.py).
         The LM head starts as the word embeddings (`lm_head_init="embeddings"`), as the encoder's own masked-LM head
         with its transform ("mlm-head"; e.g. after `swcm adapt`), or random. Language tags become special tokens,
         their embeddings the mean of their language name's pieces. Returns the model, or (model, tokenizer) with

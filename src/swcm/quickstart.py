@@ -105,10 +105,10 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
             source = keep_encoder_layers(source, layers, Path(work, "layers"))
         current = Path(work, "pruned")
         prune_vocab(source, corpus, current)
+        tokenizer = AutoTokenizer.from_pretrained(current)
         for lang, split in files.items():
             texts = list(read_corpus([split["train"]], [lang]))
-            unk_rate = vocab_stats(AutoTokenizer.from_pretrained(current), texts).unk_rate
-            if unk_rate > EXTEND_UNK_RATE:
+            if vocab_stats(tokenizer, texts).unk_rate > EXTEND_UNK_RATE:
                 extended = Path(work, f"extend-{lang}")
                 report = extend_vocab(current, [split["train"]], lang, EXTEND_PIECES, extended, fields=[lang])
                 print(
@@ -116,8 +116,8 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
                     f"held-out tokens after adding {report['pieces_added']} pieces",
                     flush=True,
                 )
-                current = extended
-                extensions[lang] = report
+                current, extensions[lang] = extended, report
+                tokenizer = AutoTokenizer.from_pretrained(current)
         shutil.copytree(current, out)
     (out / "swcm-extensions.json").write_text(json.dumps(extensions, indent=1), encoding="utf-8")
     stamp.write_text(key + "\n", encoding="utf-8")

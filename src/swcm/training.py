@@ -234,13 +234,14 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | Non
 
 
 def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
-    """AdamW groups: no weight decay on norms and biases; the encoder (`model.encoder.*`, which holds the shared
+    """AdamW groups: no weight decay on norms and biases; the encoder (`model.get_encoder()`, which holds the shared
     embeddings) at `recipe.encoder_lr` when a recipe sets one, and frozen at 0, so that a freshly started decoder
     can learn fast without wrecking what the pretrained encoder knows."""
-    encoder_lr = getattr(recipe, "encoder_lr", None)
+    encoder_lr = getattr(recipe, "encoder_lr", None)  # recipes without the field (adapt) train one module
+    encoder = {id(p) for p in model.get_encoder().parameters()} if encoder_lr is not None else set()
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
-        in_encoder = encoder_lr is not None and name.startswith("model.encoder.")
+        in_encoder = id(param) in encoder
         if in_encoder and encoder_lr == 0:
             param.requires_grad_(False)
             continue

@@ -346,6 +346,8 @@ def extend_vocab(
     )
     old_model = backend.model
 
+    matrix_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per matrix, computed once: (row mean, std)
+
     def new_row(weight: torch.Tensor, piece: tuple[str, float]) -> torch.Tensor:
         ids = [t.id for t in old_model.tokenize(piece[0])]
         known = [i for i in ids if i != tokenizer.unk_token_id]
@@ -354,9 +356,12 @@ def extend_vocab(
         # A piece of a script the old vocabulary lacks (Tibetan in XLM-R) is spelled with <unk>: the mean of its rows
         # would make such pieces identical (all <unk>, or "▁" + <unk>), so it gets a random part of the matrix's
         # scale, seeded by the piece, on top of the mean of its known parts.
+        if id(weight) not in matrix_stats:
+            matrix_stats[id(weight)] = (weight.float().mean(0), weight.float().std())
+        mean, std = matrix_stats[id(weight)]
         generator = torch.Generator().manual_seed(zlib.crc32(piece[0].encode()))
-        noise = torch.randn(weight.shape[1:], generator=generator, dtype=torch.float32) * weight.float().std()
-        base = weight[known].float().mean(0) if known else weight.float().mean(0)
+        noise = torch.randn(weight.shape[1:], generator=generator, dtype=torch.float32) * std
+        base = weight[known].float().mean(0) if known else mean
         return (base + noise).to(weight.dtype)
 
     before_params = parameter_count(model)
