@@ -75,7 +75,14 @@ def machine() -> dict:
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and "cpu_flags" not in info:
+                flags = line.split(":", 1)[1].split()
+                wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+                info["cpu_flags"] = [f for f in wanted if f in flags]
+    from swcm.precision import cpu_has_fast_bf16
+
+    # what torch dispatches to (ATEN_CPU_CAPABILITY can hold it below the flags) and whether bf16 is native
+    info["cpu_bf16"] = cpu_has_fast_bf16()[1]
     return info
 
 

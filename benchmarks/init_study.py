@@ -27,11 +27,17 @@ from common import DEFAULT_ENCODER, benchmark_encoder, machine, markdown_table, 
 
 LANGS = ("ug", "kk", "mn")
 # name -> (what it is, from_encoder options, encoder: "raw" or "adapted"); "lr" in the options overrides --lr,
-# "encoder_lr" sets the encoder's own peak rate (FinetuneRecipe.encoder_lr)
+# "encoder_lr" sets the encoder's own peak rate (FinetuneRecipe.encoder_lr), "gate_lr_scale" the gates' multiple of lr
+# (FinetuneRecipe.gate_lr_scale, 10 unless set; the variants measured before it existed ran their gates at 1)
 VARIANTS: dict[str, tuple[str, dict, str]] = {
     "default": (
-        "swcm's default: the paper's copies + learnable sublayer gates starting at 0.02 (near-identity start)",
-        {},
+        "the paper's copies + learnable sublayer gates starting at 0.02 (near-identity start), gates at lr",
+        {"gate_lr_scale": 1.0},
+        "raw",
+    ),
+    "default-gates10-enc1e-4": (
+        "swcm's default: copies + gates from 0.02 learning at 10x lr, the encoder and embeddings at lr 1e-4",
+        {"encoder_lr": 1e-4},
         "raw",
     ),
     "paper": (
@@ -40,13 +46,13 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         "raw",
     ),
     "default-enc1e-4": (
-        "default, with the pretrained encoder and embeddings at lr 1e-4 (the decoder at --lr)",
-        {"encoder_lr": 1e-4},
+        "default, with the pretrained encoder and embeddings at lr 1e-4 (the decoder at --lr), gates at lr",
+        {"encoder_lr": 1e-4, "gate_lr_scale": 1.0},
         "raw",
     ),
     "default-lr3e-4-enc1e-4": (
-        "default at lr 3e-4, with the pretrained encoder and embeddings at lr 1e-4",
-        {"lr": 3e-4, "encoder_lr": 1e-4},
+        "default at lr 3e-4, with the pretrained encoder and embeddings at lr 1e-4, gates at lr",
+        {"lr": 3e-4, "encoder_lr": 1e-4, "gate_lr_scale": 1.0},
         "raw",
     ),
     "paper-enc1e-4": (
@@ -75,10 +81,14 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"lm_head_init": "random", "decoder_gate_init": None},
         "raw",
     ),
-    "gate-0.5": ("the copies + learnable sublayer gates starting at 0.5", {"decoder_gate_init": 0.5}, "raw"),
+    "gate-0.5": (
+        "the copies + learnable sublayer gates starting at 0.5, gates at lr",
+        {"decoder_gate_init": 0.5, "gate_lr_scale": 1.0},
+        "raw",
+    ),
     "gate-0": (
-        "the copies + learnable sublayer gates starting at 0 (identity decoder)",
-        {"decoder_gate_init": 0.0},
+        "the copies + learnable sublayer gates starting at 0 (identity decoder), gates at lr",
+        {"decoder_gate_init": 0.0, "gate_lr_scale": 1.0},
         "raw",
     ),
     "lower-layers": (
@@ -196,25 +206,6 @@ def adapted_encoder(args: StudyArgs, encoder: str, data: Path) -> str:
     return str(out / "final")
 
 
-def heldout_evaluator(held: dict[str, Path], max_length: int):
-    """A run_training evaluation hook: teacher-forced held-out loss per target token, per language and overall."""
-    from swcm.evaluation import heldout_loss
-    from swcm.tasks import TaskSpec
-
-    def evaluate(model, tokenizer) -> dict:
-        row, total, count = {}, 0.0, 0
-        for lang, path in held.items():
-            spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang)
-            loss, tokens = heldout_loss(model, tokenizer, path, spec, max_length=max_length)
-            row[f"heldout_{lang}"] = loss
-            total += loss * tokens
-            count += tokens
-        row["heldout"] = total / count
-        return row
-
-    return evaluate
-
-
 def run_variant(
     name: str, seed: int, args: StudyArgs, encoders: dict[str, str], train, held
 ) -> tuple[list[dict], bool]:
@@ -223,6 +214,7 @@ def run_variant(
 
     from swcm import SWCMForConditionalGeneration
     from swcm.diagnostics import decoder_start
+    from swcm.evaluation import heldout_evaluator
     from swcm.recipe import FinetuneRecipe
     from swcm.training import finetune
 
@@ -230,6 +222,7 @@ def run_variant(
     options = dict(options)
     lr = options.pop("lr", args.lr)
     encoder_lr = options.pop("encoder_lr", None)
+    rates = {"gate_lr_scale": options.pop("gate_lr_scale")} if "gate_lr_scale" in options else {}
     run = args.work / f"{name}-seed{seed}"
     log = run / "train" / "log.jsonl"
     if args.reuse and (run / "train" / "final").is_dir() and log.is_file():
@@ -262,6 +255,7 @@ def run_variant(
         max_length=args.max_length,
         lr=lr,
         encoder_lr=encoder_lr,
+        **rates,
         warmup_ratio=0.1,
         mixed_precision=args.precision,
         seed=seed,

@@ -63,6 +63,24 @@ class SpeedArgs:
     """torch threads (0: torch's default)."""
     quick: bool = False
     """Smaller grid: batch 1 and 8, 32 and 128 tokens, one repeat."""
+    file_sentences: int = 500
+    """File throughput: NTREX zh sentences translated in batches of 16, sorted by length (0: skip)."""
+    file_tokens: int = 48
+    """File throughput: tokens generated per sentence (forced: the models are untrained or random)."""
+    file_beams: list[int] = field(default_factory=lambda: [1, 5])
+    """File throughput: beam sizes."""
+    latency_sentences: int = 20
+    """Batch-1 latency: sentences, greedy, file_tokens each."""
+    no_ctranslate2: bool = False
+    """Do not time CTranslate2 (fp32 and int8 on the matched mBART; pip install ctranslate2)."""
+    work: Path = Path("runs/speed")
+    """Scratch folder (the mBART converted for CTranslate2)."""
+    agreement_model: Path | None = None
+    """A trained XLM-SWCM folder (e.g. the quickstart's train/final) for int8-vs-fp32 output agreement (None: skip)."""
+    agreement_names: int = 0
+    """Held-out names per language for the agreement (0: all)."""
+    skip_grid: bool = False
+    """Skip the forced-length grid, the profile and the training step (file throughput and agreement only)."""
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -187,6 +205,168 @@ def measure_generation(models: dict, tokenizer, args: SpeedArgs) -> list[dict]:
                         flush=True,
                     )
     return rows
+
+
+def ntrex_sentences(count: int) -> list[str]:
+    path = SHARED_DATA / "mt" / "ntrex128.dev.jsonl"
+    if not path.is_file():
+        return ["新闻 世界 你好 中文，今天的天气很好。"] * count
+    lines = [json.loads(line)["zh"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return (lines * (count // len(lines) + 1))[:count]
+
+
+def ctranslate2_translator(mbart, tokenizer, work: Path, compute_type: str):
+    """The matched mBART converted by CTranslate2's transformers converter (once per run), loaded at compute_type."""
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    hf, converted = work / "mbart-hf", work / "mbart-ct2"
+    if not (converted / "model.bin").is_file():
+        # the converter reads these from fairseq-era mBART configs; MBartConfig no longer defines them
+        mbart.config.normalize_before = True  # pre-LN layers
+        mbart.config.normalize_embedding = True  # layernorm_embedding
+        mbart.save_pretrained(hf)
+        tokenizer.save_pretrained(hf)
+        TransformersConverter(str(hf)).convert(str(converted), force=True)
+    return ctranslate2.Translator(
+        str(converted), device="cpu", compute_type=compute_type, inter_threads=1, intra_threads=torch.get_num_threads()
+    )
+
+
+def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
+    """name -> run(batch, beams, new_tokens) -> generated positions per sequence, for every way of decoding that is
+    timed on files: XLM-SWCM fp32 / int8 (and bf16 weights where the CPU has native bf16), the HF peers in fp32,
+    CTranslate2 fp32 / int8 on the matched mBART."""
+    import copy
+
+    from swcm.generation import prepare_for_inference
+    from swcm.precision import cpu_has_fast_bf16
+
+    def hf(model, kind: str):
+        def run(batch, beams, new_tokens):
+            with torch.inference_mode():
+                out = model.generate(**generation_kwargs(kind, batch, beams, new_tokens))
+            return out.shape[1] - 1
+
+        return run
+
+    runners = {}
+    if "swcm" in models:
+        runners["swcm fp32"] = hf(models["swcm"], "swcm")
+        runners["swcm int8"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", "int8")[0], "swcm")
+        if cpu_has_fast_bf16()[0]:
+            runners["swcm bf16"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "bf16")[0], "swcm")
+    for name in ("bert2bert", "mbart"):
+        if name in models:
+            runners[f"{name} fp32"] = hf(models[name], name)
+    if not args.no_ctranslate2 and "mbart" in models:
+        # HF's generate starts every output with the config's decoder start token; CTranslate2 is given it as prefix
+        start = tokenizer.convert_ids_to_tokens(models["mbart"].config.decoder_start_token_id)
+        for compute_type in ("float32", "int8"):
+            translator = ctranslate2_translator(models["mbart"], tokenizer, Path(args.work), compute_type)
+
+            def run(batch, beams, new_tokens, translator=translator):
+                sources = [
+                    tokenizer.convert_ids_to_tokens(ids[mask.bool()].tolist())
+                    for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+                ]
+                results = translator.translate_batch(
+                    sources,
+                    target_prefix=[[start]] * len(sources),
+                    beam_size=beams,
+                    min_decoding_length=new_tokens + 1,  # both lengths count the prefix
+                    max_decoding_length=new_tokens + 1,
+                    return_end_token=True,
+                )
+                lengths = {len(r.hypotheses[0]) - 1 for r in results}  # the output holds the prefix
+                return lengths.pop() if len(lengths) == 1 else -1
+
+            runners[f"ctranslate2-mbart {'fp32' if compute_type == 'float32' else compute_type}"] = run
+    return runners
+
+
+def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
+    """Generated tokens/s translating `file_sentences` NTREX sentences (batches of 16, longest first), every way of
+    decoding taking its turn on each batch so that a drift of the machine hits all alike; and batch-1 latency."""
+    sentences = sorted(ntrex_sentences(args.file_sentences), key=len, reverse=True)
+    batches = [
+        tokenizer(sentences[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
+        for i in range(0, len(sentences), 16)
+    ]
+    rows = []
+    for beams in args.file_beams:
+        seconds = dict.fromkeys(runners, 0.0)
+        tokens = dict.fromkeys(runners, 0)
+        for run in runners.values():  # warm-up
+            run(batches[-1], beams, 4)
+        for number, batch in enumerate(batches, 1):
+            size = batch["input_ids"].shape[0]
+            for name, run in runners.items():
+                started = time.perf_counter()
+                generated = run(batch, beams, args.file_tokens)
+                seconds[name] += time.perf_counter() - started
+                if generated != args.file_tokens:
+                    raise RuntimeError(f"{name} generated {generated} positions, expected {args.file_tokens}")
+                tokens[name] += size * generated
+            print(f"file throughput, beams {beams}: batch {number}/{len(batches)}", flush=True)
+        for name in runners:
+            rows.append(
+                {
+                    "decoding": name,
+                    "beams": beams,
+                    "sentences": len(sentences),
+                    "tokens": tokens[name],
+                    "seconds": seconds[name],
+                    "tokens_per_s": tokens[name] / seconds[name],
+                }
+            )
+    latency = {}
+    single = [
+        tokenizer([s], return_tensors="pt", truncation=True, max_length=128)
+        for s in sentences[:: max(1, len(sentences) // args.latency_sentences)][: args.latency_sentences]
+    ]
+    times = {name: [] for name in runners}
+    for batch in single:
+        for name, run in runners.items():
+            started = time.perf_counter()
+            run(batch, 1, args.file_tokens)
+            times[name].append(time.perf_counter() - started)
+    for name, values in times.items():
+        latency[name] = {"median_ms": 1e3 * statistics.median(values), "sentences": len(values)}
+    return {"rows": rows, "latency": latency, "tokens_per_sentence": args.file_tokens, "batch": 16}
+
+
+def int8_agreement(model_dir: Path, limit: int = 0) -> dict | None:
+    """Greedy outputs of a trained model (the quickstart's) in int8 against fp32, on a fixed set: the held-out CLDR
+    names of every language the model has a tag for (the quickstart's test split): identical share and chrF++ of the
+    int8 outputs against the fp32 outputs."""
+    import copy
+
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from swcm.cldr import cldr_pairs, split_pairs
+    from swcm.generation import generate_texts, prepare_for_inference
+    from swcm.metrics import chrf_pp
+
+    if not (model_dir / "config.json").is_file():
+        return None
+    fp32 = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    int8, _ = prepare_for_inference(copy.deepcopy(fp32), "fp32", "int8")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    result = {"model": str(model_dir)}
+    for lang in sorted(set(fp32.config.lang_tag_ids) - {"zh"}):
+        texts = [pair.src for pair in split_pairs(cldr_pairs("zh", lang))[1]][: limit or None]
+        if not texts:
+            continue
+        kwargs = dict(num_beams=1, max_new_tokens=32, batch_size=16, progress=False)
+        a = generate_texts(fp32, tokenizer, texts, lang, **kwargs)
+        b = generate_texts(int8, tokenizer, texts, lang, **kwargs)
+        result[lang] = {
+            "sentences": len(texts),
+            "identical": 100 * sum(x == y for x, y in zip(a, b, strict=True)) / len(a),
+            "chrf++_int8_vs_fp32": chrf_pp(b, a),
+        }
+    return result
 
 
 def generation_flops_per_token(models: dict, tokenizer, new_tokens: int = 32) -> dict[str, float]:
@@ -508,6 +688,62 @@ def summarise(result: dict) -> dict:
     return {"generation_ratios": ratios, "decode_scaling": scaling, "training": training}
 
 
+def file_throughput_markdown(result: dict) -> list[str]:
+    out = []
+    file = result.get("file_throughput")
+    if file:
+        rows = file["rows"]
+        beams = sorted({r["beams"] for r in rows})
+        names = list(dict.fromkeys(r["decoding"] for r in rows))
+        by = {(r["decoding"], r["beams"]): r for r in rows}
+        reference = "bert2bert fp32" if "bert2bert fp32" in names else names[0]
+        header = ["decoding"]
+        for b in beams:
+            header += [f"tokens/s, beam {b}", f"x {reference}, beam {b}"]
+        header += ["batch-1 latency ms (greedy)"]
+        table = []
+        for name in names:
+            cells = [name]
+            for b in beams:
+                row = by[(name, b)]
+                cells += [row["tokens_per_s"], row["tokens_per_s"] / by[(reference, b)]["tokens_per_s"]]
+            cells.append(file["latency"][name]["median_ms"])
+            table.append(cells)
+        first = rows[0]
+        out += [
+            "## File throughput (NTREX zh, the way `swcm generate` runs a file)",
+            "",
+            f"{first['sentences']} sentences in batches of {file['batch']}, longest first, "
+            f"{file['tokens_per_sentence']} tokens generated per sentence (forced: the models are untrained or "
+            "random); every way of decoding takes its turn on each batch. Latency: median over "
+            f"{next(iter(file['latency'].values()))['sentences']} single sentences.",
+            "",
+            markdown_table(header, table),
+            "",
+        ]
+    agreement = result.get("int8_agreement")
+    if agreement:
+        langs = [k for k in agreement if isinstance(agreement[k], dict)]
+        out += [
+            f"int8 against fp32, greedy, the held-out CLDR names (zh), model `{agreement['model']}`:",
+            "",
+            markdown_table(
+                ["zh ->", "names", "identical outputs %", "chrF++ of int8 outputs against fp32 outputs"],
+                [
+                    [
+                        lang,
+                        agreement[lang]["sentences"],
+                        agreement[lang]["identical"],
+                        agreement[lang]["chrf++_int8_vs_fp32"],
+                    ]
+                    for lang in langs
+                ],
+            ),
+            "",
+        ]
+    return out
+
+
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     out = [
@@ -516,9 +752,16 @@ def render_markdown(result: dict) -> str:
         f"{m['date']} · {m['cpu']} · {m['threads']} threads · torch {m['torch']} · "
         f"transformers {m.get('transformers')} · CUDA {m['cuda']}",
         "",
+        f"CPU flags: {', '.join(m.get('cpu_flags', [])) or 'none of avx2 / avx512 / amx'}; torch: {m.get('cpu_bf16')}.",
+        "",
         f"Encoder: `{result['args']['encoder']}` -> {result['encoder_dir']} (vocabulary {result['vocab_size']:,}). "
         "Parameters: " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in result["parameters"].items()) + ".",
         "",
+    ]
+    out += file_throughput_markdown(result)
+    if "generation" not in result:
+        return "\n".join(out) + "\n"
+    out += [
         "## Generation (fp32, KV cache, forced length)",
         "",
         "Seconds per generated token = wall time / (batch x new tokens); speed-up = peer time / XLM-SWCM time.",
@@ -726,22 +969,28 @@ def run(args: SpeedArgs) -> dict:
         "vocab_size": next(iter(models.values())).get_input_embeddings().num_embeddings,
         "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
     }
-    result["generation_flops_per_token"] = generation_flops_per_token(models, tokenizer)
-    result["decode_profile"] = profile_decode(models, tokenizer)
-    from transformers import AutoConfig
+    if args.file_sentences:
+        result["file_throughput"] = measure_file_throughput(decoding_runners(models, tokenizer, args), tokenizer, args)
+    if args.agreement_model:
+        result["int8_agreement"] = int8_agreement(Path(args.agreement_model), args.agreement_names)
+    if not args.skip_grid:
+        result["generation_flops_per_token"] = generation_flops_per_token(models, tokenizer)
+        result["decode_profile"] = profile_decode(models, tokenizer)
+        from transformers import AutoConfig
 
-    enc = AutoConfig.from_pretrained(encoder_dir)
-    result["linear_microbenchmark"] = linear_microbenchmark(
-        enc.hidden_size, enc.intermediate_size, result["vocab_size"]
-    )
-    result["generation"] = measure_generation(models, tokenizer, args)
-    result["training"] = measure_training(models, args, encoder_dir)
-    result["data_pipeline"] = measure_data_pipeline(tokenizer, swcm.config.lang_tag_ids) if swcm else None
-    result["summary"] = summarise(result)
+        enc = AutoConfig.from_pretrained(encoder_dir)
+        result["linear_microbenchmark"] = linear_microbenchmark(
+            enc.hidden_size, enc.intermediate_size, result["vocab_size"]
+        )
+        result["generation"] = measure_generation(models, tokenizer, args)
+        result["training"] = measure_training(models, args, encoder_dir)
+        result["data_pipeline"] = measure_data_pipeline(tokenizer, swcm.config.lang_tag_ids) if swcm else None
+        result["summary"] = summarise(result)
     out = Path(args.out)
     write_json(out / "speed.json", result)
     (out / "speed.md").write_text(render_markdown(result), encoding="utf-8")
-    plot(result, out)
+    if "generation" in result:
+        plot(result, out)
     return result
 
 

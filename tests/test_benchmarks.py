@@ -22,7 +22,13 @@ def load(name: str):
 
 
 def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
+    from swcm import SWCMForConditionalGeneration
+
     speed = load("speed")
+    agreement_model = tmp_path / "trained"
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.save_pretrained(agreement_model)
+    tokenizer.save_pretrained(agreement_model)
     args = speed.SpeedArgs(
         encoder=str(tiny_xlmr),
         no_prune=True,
@@ -34,9 +40,25 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
         train_batch=2,
         train_length=8,
         train_steps=1,
+        file_sentences=5,
+        file_tokens=4,
+        file_beams=[1, 2],
+        latency_sentences=2,
+        work=tmp_path / "work",
+        agreement_model=agreement_model,
+        agreement_names=6,
     )
     result = speed.run(args)
     saved = json.loads((tmp_path / "speed.json").read_text())
+    file = saved["file_throughput"]
+    decodings = {"swcm fp32", "swcm int8", "bert2bert fp32", "mbart fp32", "ctranslate2-mbart fp32"}
+    decodings |= {"ctranslate2-mbart int8"}
+    assert decodings <= {r["decoding"] for r in file["rows"]} and set(file["latency"]) >= decodings
+    # 5 sentences x 4 forced tokens each, per beam size (the benchmark checks every batch's length)
+    assert all(r["tokens"] == 20 and r["tokens_per_s"] > 0 for r in file["rows"])
+    agreement = saved["int8_agreement"]
+    assert set(agreement) >= {"bo", "ug"} and agreement["ug"]["sentences"] == 6
+    assert all(0 <= agreement[lang]["identical"] <= 100 for lang in ("bo", "ug"))
     assert saved["models"] == ["swcm", "bert2bert", "mbart"]
     # every (model, batch, beams, length) measured, each with the forced length (the benchmark checks it)
     assert len(saved["generation"]) == 3 * 2 * 2 * 2
@@ -53,6 +75,8 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     assert {s["model"] for s in result["summary"]["decode_scaling"]} == {"swcm", "bert2bert", "mbart"}
     markdown = (tmp_path / "speed.md").read_text()
     assert "| batch | beams | new tokens |" in markdown and "achieved GFLOP/s" in markdown
+    assert "## File throughput" in markdown and "| ctranslate2-mbart int8 |" in markdown
+    assert "identical outputs %" in markdown and "CPU flags: " in markdown
     assert (tmp_path / "generation.png").stat().st_size > 0 and (tmp_path / "training.png").stat().st_size > 0
 
 

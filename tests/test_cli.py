@@ -1,6 +1,8 @@
+import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -79,3 +81,119 @@ def test_console_script_runs(tiny_xlmr, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "decoder layout (5 layers): C C C N C" in result.stdout
+
+
+# ---------------------------------------------------------------- bad input: one line, before any model work
+
+
+def _one_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"swcm {command}: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_xlmr, tmp_path_factory):
+    from swcm import SWCMForConditionalGeneration
+
+    out = tmp_path_factory.mktemp("cli") / "model"
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_an_encoder_without_its_tokenizer_is_refused(tiny_xlmr, tmp_path, capsys):
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_xlmr, encoder)
+    for path in encoder.glob("*"):
+        if path.name.startswith(("tokenizer", "sentencepiece", "special_tokens")):
+            path.unlink()
+    assert main(["build", "--encoder", str(encoder), "--out", str(tmp_path / "m")]) == 2
+    assert "no tokenizer files (one of tokenizer.json, sentencepiece.bpe.model" in _one_line(capsys, "build")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_tokenizer_of_other_weights_is_refused(tiny_xlmr, tiny_bert, tmp_path, capsys):
+    from swcm import SWCMForConditionalGeneration
+    from swcm.encoders import EncoderError, load_tokenizer
+
+    small = load_tokenizer(tiny_xlmr)
+    small.add_tokens([f"extra{i}" for i in range(len(small))])  # twice the rows the embeddings have
+    with pytest.raises(EncoderError, match="does not belong to these weights"):
+        SWCMForConditionalGeneration.from_encoder(tiny_xlmr, tokenizer=small)
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--num-beams", "0", "--num-beams: must be > 0, got 0"),
+        ("--max-new-tokens", "-1", "--max-new-tokens: must be >= 0, got -1"),
+        ("--batch-size", "0", "--batch-size: must be > 0, got 0"),
+    ],
+)
+def test_decoding_options_are_checked_up_front(tiny_model, tmp_path, capsys, flag, value, message):
+    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(tmp_path / "none.txt")]
+    assert main([*args, flag, value]) == 2
+    assert _one_line(capsys, "generate").endswith(message)
+
+
+def test_generate_checks_its_paths_and_model_before_generating(tiny_model, tmp_path, capsys, monkeypatch):
+    import swcm.generation
+
+    def never(*args, **kwargs):
+        raise AssertionError("generated before the paths were checked")
+
+    monkeypatch.setattr(swcm.generation, "generate_texts", never)
+    source = tmp_path / "in.txt"
+    source.write_text("中文\n", encoding="utf-8")
+    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(source)]
+    assert main([*args, "--output", str(tmp_path / "missing" / "out.txt")]) == 2
+    assert f"folder {tmp_path / 'missing'} does not exist" in _one_line(capsys, "generate")
+    assert main([*args[:-1], str(tmp_path / "absent.txt")]) == 2
+    assert "absent.txt: no such file" in _one_line(capsys, "generate")
+    assert main(["generate", "--model", str(tmp_path / "nomodel"), "--tgt-lang", "ug", "--input", str(source)]) == 2
+    assert "not a model folder (no config.json)" in _one_line(capsys, "generate")
+    source.write_bytes("中文\n".encode() + b"\xff\xfe broken\n")
+    assert main(args) == 2
+    assert f"{source}:2: not UTF-8" in _one_line(capsys, "generate")
+
+
+def test_a_damaged_weights_file_is_one_line(tiny_model, tmp_path, capsys):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_model, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    source = tmp_path / "in.txt"
+    source.write_text("中文\n", encoding="utf-8")
+    assert main(["generate", "--model", str(damaged), "--tgt-lang", "ug", "--input", str(source)]) == 2
+    assert "model.safetensors) is damaged or incomplete" in _one_line(capsys, "generate")
+
+
+def test_generate_counts_the_inputs_it_cuts(tiny_model, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("中文\n" + "世界 " * 5000 + "\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(source), "--output", str(out)]
+    assert main([*args, "--num-beams", "1", "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "1 input line(s) longer than the model's" in err and f"(first: {source}:2)" in err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_evaluate_checks_every_language_first_and_keeps_each_as_it_finishes(tiny_model, tmp_path, capsys):
+    import json
+
+    data = tmp_path / "pairs.ug.jsonl"
+    data.write_text("".join(json.dumps({"zh": z, "ug": "سالام"}, ensure_ascii=False) + "\n" for z in "中文世"))
+    out = tmp_path / "report"
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(tmp_path / "pairs.{lang}.jsonl")]
+    args += ["--task", "translation", "--out", str(out), "--num-beams", "1", "--max-new-tokens", "2"]
+    assert main([*args, "--tgt-langs", "ug,kk"]) == 2
+    assert "pairs.kk.jsonl (for kk) not found" in _one_line(capsys, "evaluate")
+    assert not out.exists(), "nothing generated before every file was found"
+    assert main([*args, "--tgt-langs", "ug", "--limit", "0"]) == 2
+    assert _one_line(capsys, "evaluate").endswith("--limit: must be > 0, got 0")
+    assert main([*args, "--tgt-langs", "ug", "--limit", "2"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [row["n"] for row in report["results"]] == [2]

@@ -8,6 +8,7 @@ from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
 from swcm.generation import allowed_tokens, generate_texts
 from swcm.metrics import off_target_rate, script_of
+from swcm.tokenization import encode_targets
 
 SOURCES = ["中文新闻", "世界", "你好 中文", "新闻 世界 中文"]
 
@@ -117,3 +118,63 @@ def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_int8_quantizes_the_decoder_and_head_only_and_keeps_the_logits_close(tiny_xlmr):
+    import copy
+
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from swcm.generation import prepare_for_inference
+
+    torch.manual_seed(0)
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.eval()
+    batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    labels = encode_targets(tokenizer, ["世界 你好", "新闻", "中文 世界", "你好"], "bo")
+    with torch.no_grad():
+        reference = model(**batch, labels=labels).logits
+    quantized, how = prepare_for_inference(copy.deepcopy(model), "fp32", "int8")
+    assert how.startswith("int8: ")
+    decoder_linears = [m for n, m in quantized.named_modules() if n.startswith("model.decoder.")]
+    assert any(isinstance(m, DynamicInt8Linear) for m in decoder_linears)
+    assert not any(type(m) is torch.nn.Linear for m in decoder_linears), "every decoder Linear is int8"
+    assert isinstance(quantized.lm_head, DynamicInt8Linear)
+    assert not any(isinstance(m, DynamicInt8Linear) for m in quantized.get_encoder().modules()), "encoder stays fp32"
+    with torch.no_grad():
+        logits = quantized(**batch, labels=labels).logits
+    error = (logits - reference).norm() / reference.norm()
+    assert error < 0.05, f"int8 logits drift {error:.3f} from fp32"
+    assert (logits.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
+
+
+def test_inference_precision_follows_the_hardware_and_refuses_mixing_int8_with_bf16(tiny_xlmr, monkeypatch):
+    from swcm import precision
+    from swcm.generation import prepare_for_inference
+
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (False, "AVX2 (mocked)"))
+    fp32, how = prepare_for_inference(model, "auto")
+    assert fp32.dtype == torch.float32 and how.startswith("fp32 weights (auto: AVX2 (mocked)")
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (True, "AVX512-BF16 (mocked)"))
+    bf16, how = prepare_for_inference(model, "auto")
+    assert bf16.dtype == torch.bfloat16 and how.startswith("bf16 weights")
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    with pytest.raises(ValueError, match="use --precision auto or fp32, not bf16"):
+        prepare_for_inference(model, "bf16", "int8")
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        prepare_for_inference(model, "fp32", "int4")
+
+
+def test_generate_cli_int8_says_what_it_chose(falls_back_to_chinese, tmp_path, capsys):
+    _, _, model_dir = falls_back_to_chinese
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    args = ["generate", "--model", str(model_dir), "--tgt-lang", "bo", "--input", str(source), "--output", str(out)]
+    assert main([*args, "--num-beams", "1", "--max-new-tokens", "4", "--quantize", "int8"]) == 0
+    assert "swcm generate: int8: " in capsys.readouterr().err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 4
+    assert main([*args, "--quantize", "int8", "--precision", "bf16"]) == 2
+    assert "use --precision auto or fp32, not bf16" in capsys.readouterr().err

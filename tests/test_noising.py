@@ -82,5 +82,7 @@ def test_permutation_changes_order_but_not_content():
 
 
 def test_bad_rates_are_rejected():
-    with pytest.raises(ValueError, match="mask_ratio must be in"):
+    with pytest.raises(ValueError, match=r"mask_ratio: must be in \[0, 1\), got 1.5"):
         NoiseConfig(mask_ratio=1.5)
+    with pytest.raises(ValueError, match="poisson_lambda: must be >= 0, got -1"):
+        NoiseConfig(poisson_lambda=-1)

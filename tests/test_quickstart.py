@@ -75,6 +75,11 @@ def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path
     assert report["vocab_extensions"]["bo"]["vocab_after"] >= report["vocab_extensions"]["bo"]["vocab_before"]
     assert report["languages"]["ug"]["n"] == 4
     assert report["steps"] == 12 and report["log"][-1]["step"] == 12
+    # held-out loss while training (every steps // 6 = 2 steps, at the log steps 10 and 12) and before / after
+    assert [row["step"] for row in report["heldout_curve"]] == [10, 12]
+    assert set(report["heldout_curve"][-1]) == {"step", "heldout", "heldout_ug", "heldout_bo"}
+    ug = report["languages"]["ug"]
+    assert ug["heldout_loss_after"] < ug["heldout_loss_before"], "12 steps on the held-out names' language lower it"
     assert len(report["samples"]) == 6
     # trained by run_training (checkpoints, log, initial / final), evaluated from the saved models
     assert (out / "train" / "final" / "model.safetensors").is_file()

@@ -283,12 +283,12 @@ def test_the_finetuning_recipes_load():
     assert sum(f.limit == 0 for f in zero_shot.train) == 4
 
 
-def test_encoder_lr_gives_the_encoder_its_own_rate_and_zero_freezes_it(recipe_file, tiny_xlmr, tmp_path):
+def test_encoder_and_gates_get_their_own_rates_and_encoder_lr_zero_freezes(recipe_file, tiny_xlmr, tmp_path):
     import torch
     from safetensors.torch import load_file
 
     from swcm import SWCMForConditionalGeneration
-    from swcm.data import DataError
+    from swcm.checks import RecipeError
     from swcm.training import parameter_groups
 
     model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, lang_tags=("kk", "ug", "mn", "zh"))
@@ -296,19 +296,26 @@ def test_encoder_lr_gives_the_encoder_its_own_rate_and_zero_freezes_it(recipe_fi
     recipe = load_recipe(recipe_file, ["--encoder-lr", "1e-4"])
     groups = parameter_groups(model, recipe)
     assert sum(len(g["params"]) for g in groups) == len(names), "every parameter in exactly one group"
+    assert any(n.endswith("_gate") for n in names.values()), "the default shared build has gates"
     for group in groups:
-        in_encoder = {names[id(p)].startswith("model.encoder.") for p in group["params"]}
-        assert len(in_encoder) == 1
-        assert group["lr"] == (1e-4 if in_encoder.pop() else recipe.lr)
+        parts = {
+            "encoder" if n.startswith("model.encoder.") else "gate" if n.endswith("_gate") else "rest"
+            for n in (names[id(p)] for p in group["params"])
+        }
+        assert len(parts) == 1
+        assert group["lr"] == {"encoder": 1e-4, "gate": recipe.lr * 10, "rest": recipe.lr}[parts.pop()]
         decays = {
             p.ndim >= 2 and "LayerNorm" not in names[id(p)] and "layer_norm" not in names[id(p)]
             for p in group["params"]
         }
         assert decays == {group["weight_decay"] > 0}
-    assert {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file))} == {recipe.lr}
+    rates = {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file, ["--gate-lr-scale", "3"]))}
+    assert rates == {recipe.lr, 3 * recipe.lr}
 
-    with pytest.raises(DataError, match="encoder_lr must be >= 0"):
+    with pytest.raises(RecipeError, match="encoder_lr: must be >= 0"):
         load_recipe(recipe_file, ["--encoder-lr", "-1"])
+    with pytest.raises(RecipeError, match="gate_lr_scale: must be > 0"):
+        load_recipe(recipe_file, ["--gate-lr-scale", "0"])
 
     out = tmp_path / "frozen"
     result = run(recipe_file, out, "--encoder-lr", "0", "--max-steps", "3", "--save-every", "3")

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import build_each, build_one, check_fields
 from .data import DataError, ExampleSettings, PretrainExamples, SourceSpec, build_mixture, open_source, split_sentences
 from .metrics import ScriptTokenizer
-from .recipe import StepsMixin
+from .recipe import POSITIVE_FIELDS, StepsMixin
 
 
 @dataclass
@@ -41,6 +42,7 @@ class MaskingConfig:
     """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
 
     def __post_init__(self):
+        check_fields(self, shares=("mask_ratio",))
         if not 0.0 < self.mask_ratio < 1.0:
             raise DataError(f"masking mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.mask_token < 0 or self.random_token < 0 or self.mask_token + self.random_token > 1.0:
@@ -225,9 +227,9 @@ class AdaptRecipe(StepsMixin):
     """Log every N steps."""
 
     def __post_init__(self):
-        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
-        if isinstance(self.masking, dict):
-            self.masking = MaskingConfig(**self.masking)
+        self.sources = build_each(SourceSpec, self.sources, "sources")
+        self.masking = build_one(MaskingConfig, self.masking, "masking")
+        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=("sources",))
         bad = [s.path for s in self.sources if s.task != "dae"]
         if bad or not self.sources:
             raise DataError(f"adapt takes monolingual sources (task: dae, lang: X); not: {bad or 'none given'}")

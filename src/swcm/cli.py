@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
+from .checks import RecipeError, check_fields
 from .configuration_swcm import DECODER_INITS, DEFAULT_GATE_INIT, LM_HEAD_INITS, NORMAL_INITS, layout_string
 from .quickstart import QuickstartArgs, run_quickstart
 from .tokenization import DEFAULT_LANG_TAGS
@@ -155,6 +156,10 @@ class GenerateArgs:
     """Mask tokens of other scripts than the target language's (digits, punctuation, Latin allowed)."""
     skip_empty: bool = False
     """Answer empty input lines with an empty line (counted) instead of failing."""
+    precision: str = "auto"
+    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
+    quantize: str = "none"
+    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
 
 
 @dataclass
@@ -203,6 +208,10 @@ class EvaluateArgs:
     """Script-constrained decoding."""
     skip_empty: bool = False
     """Count and skip examples with an empty field instead of failing at file:line."""
+    precision: str = "auto"
+    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
+    quantize: str = "none"
+    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
 
 
 @dataclass
@@ -225,6 +234,14 @@ class ServeArgs:
     """Largest beam a request may ask for."""
     max_source_tokens: int = 256
     """Inputs are cut to this many tokens (reading comprehension cuts the passage only)."""
+    precision: str = "auto"
+    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
+    quantize: str = "none"
+    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
+
+
+# precision.PRECISIONS and generation.QUANTIZE_MODES, spelled out so that the parser does not import torch
+INFERENCE_CHOICES = {"precision": ("auto", "bf16", "fp16", "fp32"), "quantize": ("none", "int8")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,9 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
     add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
     generate = sub.add_parser("generate", help="generate from text lines (file or stdin) into a target language")
-    add_dataclass_arguments(generate, GenerateArgs, {})
+    add_dataclass_arguments(generate, GenerateArgs, INFERENCE_CHOICES)
     evaluate = sub.add_parser("evaluate", help="generate for a task file and score it (JSON + markdown report)")
-    add_dataclass_arguments(evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc")})
+    add_dataclass_arguments(
+        evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc"), **INFERENCE_CHOICES}
+    )
     convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
     add_dataclass_arguments(convert, ConvertReleaseArgs, {})
     pretrain = sub.add_parser(
@@ -267,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/finetune-*.yaml)")
     finetune.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     serve = sub.add_parser("serve", help="HTTP API (POST /generate, GET /health, GET /info) and a demo page at /")
-    add_dataclass_arguments(serve, ServeArgs, {})
+    add_dataclass_arguments(serve, ServeArgs, INFERENCE_CHOICES)
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
     add_dataclass_arguments(
         quickstart, QuickstartArgs, {"precision": ("auto", "bf16", "fp32"), "decoder_init": DECODER_INITS}
@@ -296,8 +315,36 @@ def report_table(report: dict) -> str:
     return "\n".join(lines + other)
 
 
+# command-line numbers that must be > 0, and the few that may be negative (every other one must be >= 0)
+POSITIVE_ARGS = (
+    "num_beams",
+    "max_new_tokens",
+    "batch_size",
+    "max_source_length",
+    "limit",
+    "max_queue",
+    "max_chars",
+    "max_beams",
+    "max_source_tokens",
+    "steps",
+    "encoder_layers",
+    "max_eval",
+    "lr",
+    "size",
+    "min_count",
+)
+SIGNED_ARGS = ("length_penalty",)  # < 1 favours shorter outputs, and HF takes negative values
+
+
 def dataclass_args(cls, ns):
-    return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+    """The parsed namespace as `cls`, every value checked against its type and range (one line naming the flag)."""
+    args = cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+    try:
+        check_fields(args, positive=POSITIVE_ARGS, signed=SIGNED_ARGS)
+    except RecipeError as err:
+        name, _, rest = str(err).partition(":")
+        raise RecipeError(f"--{name.replace('_', '-')}:{rest}") from None
+    return args
 
 
 def run_build(args: BuildArgs) -> str:
@@ -363,22 +410,42 @@ def _decoding(args) -> dict:
     return {name: getattr(args, name) for name in DECODING_OPTIONS}
 
 
-def run_evaluate(args: EvaluateArgs) -> str:
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+def check_model_dir(model: Path, flag: str = "--model") -> None:
+    """A local model folder must hold config.json; anything that is not a local path is left to the hub."""
+    looks_local = model.exists() or model.is_absolute() or str(model).startswith((".", "~")) or len(model.parts) > 2
+    if looks_local and not (model / "config.json").is_file():
+        raise ValueError(f"{flag} {model}: not a model folder (no config.json)")
 
+
+def check_output_path(path: Path, flag: str) -> None:
+    """Fail before any model work when an output cannot be written."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder, expected a file")
+
+
+def run_evaluate(args: EvaluateArgs) -> str:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .encoders import load_model_folder
     from .evaluation import evaluate_file, write_report
+    from .generation import prepare_for_inference
     from .tasks import TaskSpec
 
     langs = [lang.strip() for lang in args.tgt_langs.split(",") if lang.strip()]
+    check_model_dir(args.model)
     tags = AutoConfig.from_pretrained(args.model).lang_tag_ids
     missing = [lang for lang in langs if lang not in tags]
     if missing:
         raise ValueError(f"model has no language tag for {missing}; its tags: {sorted(tags)}")
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    rows, predictions = [], {}
+    # every language's file and the report folder are checked before anything is generated
+    jobs = []
     for lang in langs:
         fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
+        if not Path(fill["data"]).is_file():
+            raise ValueError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
         spec = TaskSpec(
             task=args.task,
             tgt_lang=lang,
@@ -390,10 +457,19 @@ def run_evaluate(args: EvaluateArgs) -> str:
             context_field=fill["context_field"],
             answer_field=fill["answer_field"],
         )
+        jobs.append((lang, fill["data"], spec))
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a file, expected a folder")
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
+    print(f"swcm evaluate: {how}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    rows, predictions = [], {}
+    for lang, data, spec in jobs:
         row, items = evaluate_file(
             model,
             tokenizer,
-            fill["data"],
+            data,
             spec,
             limit=args.limit,
             skip_empty=args.skip_empty,
@@ -402,29 +478,45 @@ def run_evaluate(args: EvaluateArgs) -> str:
         )
         rows.append(row)
         predictions[f"{args.task}.{lang}"] = items
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return write_report(rows, predictions, args.out, settings).read_text(encoding="utf-8")
+        report = write_report(rows, predictions, args.out, settings)  # each language kept as soon as it is done
+    return report.read_text(encoding="utf-8")
 
 
 def run_generate(args: GenerateArgs) -> None:
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
-    from .generation import generate_texts
+    from .data import text_lines
+    from .encoders import load_model_folder
+    from .generation import generate_texts, prepare_for_inference, source_token_limit
     from .tokenization import lang_code
 
+    check_model_dir(args.model)
+    if args.output != "-":
+        check_output_path(Path(args.output), "--output")
+    if args.input != "-" and not Path(args.input).is_file():
+        raise ValueError(f"--input {args.input}: no such file")
     tags = AutoConfig.from_pretrained(args.model).lang_tag_ids  # unknown language: fail before reading anything
     if lang_code(args.tgt_lang) not in tags:
         raise ValueError(f"model has no language tag <{lang_code(args.tgt_lang)}>; its tags: {sorted(tags)}")
     name = "<stdin>" if args.input == "-" else args.input
-    source = nullcontext(sys.stdin) if args.input == "-" else open(args.input, encoding="utf-8")
-    with source as handle:
-        lines = [line.rstrip("\n") for line in handle]
+    source = sys.stdin if args.input == "-" else (line for _, line in text_lines(args.input))
+    lines = [line.rstrip("\n") for line in source]
     empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
     if empty and not args.skip_empty:
         raise ValueError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip-empty answers them empty)")
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
+    print(f"swcm generate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     keep = [i for i, line in enumerate(lines) if line.strip()]
+    limit = source_token_limit(model, tokenizer)
+    lengths = [len(ids) for ids in tokenizer([lines[i] for i in keep], verbose=False)["input_ids"]]
+    cut = [keep[k] + 1 for k, n in enumerate(lengths) if n > limit]
+    if cut:
+        print(
+            f"warning: {len(cut)} input line(s) longer than the model's {limit} tokens were cut to it "
+            f"(first: {name}:{cut[0]})",
+            file=sys.stderr,
+        )
     outputs = generate_texts(
         model,
         tokenizer,
@@ -497,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             a = dataclass_args(ServeArgs, ns)
             limits = ServeLimits(a.max_queue, a.max_chars, a.max_new_tokens, a.max_beams, a.max_source_tokens)
-            serve(a.model, a.host, a.port, limits)
+            serve(a.model, a.host, a.port, limits, a.precision, a.quantize)
         elif command == "quickstart":
             args = dataclass_args(QuickstartArgs, ns)
             run_quickstart(args)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .checks import check_fields
 from .noising import NoiseConfig, noise_document, split_sentences
 
 TASKS = ("dae", "mt")
@@ -50,6 +51,7 @@ class SourceSpec:
     """Split of a hub dataset."""
 
     def __post_init__(self):
+        check_fields(self)
         if self.task not in TASKS:
             raise DataError(f"source {self.path}: task must be one of {TASKS}, got {self.task!r}")
         if self.task == "dae":
@@ -87,6 +89,17 @@ def json_object(path: Path, line_no: int, text: str, fields: Sequence[str] = ())
     if missing:
         raise DataError(f"{path}:{line_no}: missing field(s) {missing}")
     return row
+
+
+def text_lines(path: str | Path):
+    """(line number, text) of a UTF-8 file, newline kept; bytes that are not UTF-8 are a DataError at path:line."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{line_no}: not UTF-8 ({err.reason} at byte {err.start})") from None
 
 
 def parse_row(path: Path, line_no: int, raw: bytes, fields: Sequence[str]) -> list[str]:

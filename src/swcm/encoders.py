@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import (
@@ -37,6 +38,19 @@ IGNORABLE_ENCODER_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.")
 
 class EncoderError(ValueError):
     """An encoder that cannot be used: missing, unreadable or of an unsupported architecture."""
+
+
+@contextmanager
+def readable_weights(source: str | os.PathLike):
+    """Turn safetensors' error on a truncated or corrupt weights file into one line naming the folder."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        raise EncoderError(
+            f"{source}: the weights file (model.safetensors) is damaged or incomplete ({err}); copy or save it again"
+        ) from None
 
 
 def supported_encoder_types() -> str:
@@ -101,9 +115,10 @@ def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = cls.from_pretrained(
-            resolve_encoder(name_or_path), add_pooling_layer=False, output_loading_info=True
-        )
+        with readable_weights(name_or_path):
+            model, info = cls.from_pretrained(
+                resolve_encoder(name_or_path), add_pooling_layer=False, output_loading_info=True
+            )
     finally:
         hf_logging.set_verbosity(verbosity)
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith(IGNORABLE_ENCODER_KEY_PREFIXES)]
@@ -113,8 +128,24 @@ def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
     return model
 
 
+def load_model_folder(path: str | os.PathLike):
+    """An XLM-SWCM model (AutoModelForSeq2SeqLM) from a folder or hub id; a damaged weights file is one line."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    with readable_weights(path):
+        return AutoModelForSeq2SeqLM.from_pretrained(path)
+
+
+# what a tokenizer is saved as (fast, sentencepiece, WordPiece / BPE vocabularies)
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json")
+
+
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     source = resolve_encoder(name_or_path)
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        # transformers would fall back to a tokenizer of a handful of special tokens: every text becomes <unk>
+        raise EncoderError(f"{source}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}) in the encoder folder")
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as err:
@@ -156,7 +187,8 @@ def load_masked_lm(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, bo
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        mlm, info = AutoModelForMaskedLM.from_pretrained(resolve_encoder(name_or_path), output_loading_info=True)
+        with readable_weights(name_or_path):
+            mlm, info = AutoModelForMaskedLM.from_pretrained(resolve_encoder(name_or_path), output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     missing_body = [k for k in info["missing_keys"] if not k.startswith(MLM_HEAD_PREFIXES)]

@@ -102,6 +102,27 @@ def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: 
     return out / "report.md"
 
 
+def heldout_evaluator(files: dict[str, str | Path], max_length: int = 256, every: int = 1):
+    """A `run_training` hook: every `every` steps, the teacher-forced held-out loss per target token of each
+    language's translation file ({lang: path} with fields zh and lang), `heldout_<lang>`, and over all, `heldout`."""
+    from .tasks import TaskSpec
+
+    def evaluate(model, tokenizer, step: int) -> dict:
+        if step % every:
+            return {}
+        row, total, count = {}, 0.0, 0
+        for lang, path in files.items():
+            spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang)
+            loss, tokens = heldout_loss(model, tokenizer, path, spec, max_length=max_length)
+            row[f"heldout_{lang}"] = loss
+            total += loss * tokens
+            count += tokens
+        row["heldout"] = total / count
+        return row
+
+    return evaluate
+
+
 def heldout_loss(
     model,
     tokenizer,

@@ -20,7 +20,15 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_swcm import CUSTOM, DEFAULT_GATE_INIT, NORMAL, SWCMConfig, decoder_layer_types
-from .encoders import encoder_class, first_decoder_position_id, load_encoder, load_mlm_head, load_tokenizer
+from .encoders import (
+    EncoderError,
+    encoder_class,
+    first_decoder_position_id,
+    load_encoder,
+    load_encoder_config,
+    load_mlm_head,
+    load_tokenizer,
+)
 from .tokenization import (
     DEFAULT_LANG_TAGS,
     add_lang_tags,
@@ -548,9 +556,19 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         their embeddings the mean of their language name's pieces. Returns the model, or (model, tokenizer) with
         return_tokenizer=True.
         """
-        encoder = load_encoder(encoder_name_or_path)
+        load_encoder_config(encoder_name_or_path)  # an unsupported architecture or a missing tokenizer fail fast
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(encoder_name_or_path)
+        encoder = load_encoder(encoder_name_or_path)
+        pieces, rows = len(tokenizer), encoder.config.vocab_size
+        if not rows // 2 <= pieces <= rows:  # rows may be padded past the tokenizer, never far
+            raise EncoderError(
+                f"encoder {encoder_name_or_path}: its tokenizer has {pieces} pieces but its embeddings {rows} rows; "
+                "the tokenizer does not belong to these weights"
+            )
         tag_ids, new_tags = add_lang_tags(tokenizer, lang_tags)
+        aliased = {c: tag_ids[c] for c in new_tags if tag_ids[c] < pieces}
+        if aliased:
+            raise EncoderError(f"new language tags {aliased} would take rows the encoder's pieces use")
         vocab_size = max(encoder.config.vocab_size, len(tokenizer))
         if vocab_size > encoder.config.vocab_size:
             encoder.resize_token_embeddings(vocab_size, mean_resizing=False)

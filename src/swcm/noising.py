@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_fields
+
 # Sentence ends in the five scripts: Latin / Cyrillic, CJK, Tibetan shad, Arabic question mark, Mongolian full stop.
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；།༎؟۔᠃᠉])\s*")
 
@@ -40,12 +42,8 @@ class NoiseConfig:
     """Share of (remaining) tokens replaced by a random vocabulary token."""
 
     def __post_init__(self):
-        for name in ("mask_ratio", "delete_ratio", "replace_ratio"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"noise {name} must be in [0, 1), got {value}")
-        if self.poisson_lambda < 0:
-            raise ValueError(f"noise poisson_lambda must be >= 0, got {self.poisson_lambda}")
+        # rates in [0, 1), poisson_lambda >= 0
+        check_fields(self, shares=("mask_ratio", "delete_ratio", "replace_ratio"))
 
 
 def mask_spans(

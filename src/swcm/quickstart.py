@@ -159,7 +159,7 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from .evaluation import evaluate_file
+    from .evaluation import evaluate_file, heldout_loss
     from .metrics import exact_match
     from .tasks import TaskSpec
 
@@ -184,6 +184,8 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
             row["exact"] = exact_match(outputs, [p["references"] for p in predictions])
             row["empty"] = sum(not o for o in outputs)
             row["distinct_outputs"] = len(set(outputs))
+            # teacher-forced, on every held-out pair: separates builds whose greedy outputs score alike
+            row["heldout_loss"], _ = heldout_loss(model, tokenizer, split["test"], spec, max_length=64)
             results[lang] = {"row": row, "predictions": predictions}
     return results
 
@@ -198,13 +200,14 @@ def report_markdown(report: dict) -> str:
         f"{report['total_seconds'] / 60:.1f} min in all.",
         "",
         "| zh -> | test pairs | chrF++ before | chrF++ after | exact after | empty after | in target script after "
-        "| distinct after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| distinct after | held-out loss before (all test pairs) | after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lang, r in report["languages"].items():
         lines.append(
             f"| {lang} | {r['n']} | {r['chrf++_before']:.1f} | {r['chrf++_after']:.1f} | {r['exact_after']:.1f}% | "
-            f"{r['empty_after']} | {100 - r['off_target_after']:.0f}% | {r['distinct_after']} |"
+            f"{r['empty_after']} | {100 - r['off_target_after']:.0f}% | {r['distinct_after']} | "
+            f"{r['heldout_loss_before']:.3f} | {r['heldout_loss_after']:.3f} |"
         )
     lines += ["", "| lang | source | reference | before | after |", "|---|---|---|---|---|"]
     for sample in report["samples"]:
@@ -236,7 +239,11 @@ def run_quickstart(args: QuickstartArgs) -> dict:
     print(f"[3/5] building XLM-SWCM (decoder_init={args.decoder_init}) and training", flush=True)
     recipe = quickstart_recipe(args, encoder, files, args.precision)
     shutil.rmtree(recipe.out, ignore_errors=True)  # a fresh run: never resume or mix with an older one
-    summary = pretrain(recipe)
+    from .evaluation import heldout_evaluator
+
+    # held-out loss curves (teacher-forced, every held-out pair) while training: how fast each build learns
+    every = max(1, args.steps // 6)
+    summary = pretrain(recipe, evaluate=heldout_evaluator({k: v["test"] for k, v in files.items()}, 64, every))
     train_dir = Path(recipe.out)
 
     print("[4/5] evaluating zh -> X before training (initial/) and after (final/)", flush=True)
@@ -263,6 +270,9 @@ def run_quickstart(args: QuickstartArgs) -> dict:
         "loss_first": log[0]["loss"],
         "loss_last": log[-1]["loss"],
         "log": log,
+        "heldout_curve": [
+            {k: v for k, v in r.items() if k == "step" or k.startswith("heldout")} for r in log if "heldout" in r
+        ],
         "languages": {},
         "samples": [],
     }
@@ -279,6 +289,8 @@ def run_quickstart(args: QuickstartArgs) -> dict:
             "off_target_before": b["off_target"],
             "off_target_after": a["off_target"],
             "distinct_after": a["distinct_outputs"],
+            "heldout_loss_before": b["heldout_loss"],
+            "heldout_loss_after": a["heldout_loss"],
             "distinct_sources": len({p["source"] for p in after[lang]["predictions"]}),
             "outputs_after": [p["output"] for p in after[lang]["predictions"]],
         }

@@ -8,12 +8,28 @@ from pathlib import Path
 
 import yaml
 
+from .checks import RecipeError, build_each, build_one, check_fields
 from .configuration_swcm import DEFAULT_GATE_INIT
 from .data import TASKS, DataError, SourceSpec
 from .noising import NoiseConfig
 from .precision import PRECISIONS
 from .tasks import TrainFile
 from .tokenization import DEFAULT_LANG_TAGS
+
+# recipe fields that must be > 0 (every other number must be >= 0; see checks.check_fields)
+POSITIVE_FIELDS = (
+    "max_steps",
+    "epochs",
+    "global_batch",
+    "micro_batch",
+    "lr",
+    "max_length",
+    "save_every",
+    "keep_checkpoints",
+    "log_every",
+    "grad_clip",
+    "gate_lr_scale",
+)
 
 
 class StepsMixin:
@@ -90,6 +106,9 @@ class PretrainRecipe(StepsMixin):
     """Peak learning rate (AdamW, linear decay)."""
     encoder_lr: float | None = None
     """Peak learning rate of the pretrained encoder and the shared embeddings (None: lr; 0: frozen)."""
+    gate_lr_scale: float = 10.0
+    """The decoder's sublayer gates (decoder_gate_init) learn at this multiple of lr: at lr they stay near their
+    0.02 start, and the copied sublayers stay shut (measured in README / docs/results.md)."""
     warmup_ratio: float = 0.1
     """Share of steps warming up."""
     weight_decay: float = 0.01
@@ -108,15 +127,14 @@ class PretrainRecipe(StepsMixin):
     """Log every N steps."""
 
     def __post_init__(self):
-        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
-        if isinstance(self.noise, dict):
-            self.noise = NoiseConfig(**self.noise)
+        self.sources = build_each(SourceSpec, self.sources, "sources")
+        self.noise = build_one(NoiseConfig, self.noise, "noise")
+        lists = ("tasks", "lang_tags") if isinstance(self, FinetuneRecipe) else ("sources", "tasks", "lang_tags")
+        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=lists)
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         self.check_schedule()
-        if self.encoder_lr is not None and self.encoder_lr < 0:
-            raise DataError(f"encoder_lr must be >= 0 (0 freezes the encoder), got {self.encoder_lr}")
         if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
             raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
 
@@ -131,7 +149,7 @@ class FinetuneRecipe(PretrainRecipe):
     """Training files (see tasks.TrainFile): task, fields, target language, limit k."""
 
     def __post_init__(self):
-        self.train = [t if isinstance(t, TrainFile) else TrainFile(**t) for t in self.train]
+        self.train = build_each(TrainFile, self.train, "train")
         if not self.train:
             raise DataError("a fine-tuning recipe needs `train` files")
         super().__post_init__()
@@ -214,3 +232,5 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None, cls
         return cls(**data)
     except TypeError as err:
         raise DataError(f"{path}: {err}") from None
+    except RecipeError as err:
+        raise RecipeError(f"{path or 'recipe'}: {err}") from None

@@ -23,7 +23,8 @@ from transformers import LogitsProcessorList
 
 from .configuration_swcm import layout_string
 from .data import DataError
-from .generation import ScriptConstraint, allowed_tokens
+from .encoders import load_model_folder
+from .generation import ScriptConstraint, allowed_tokens, prepare_for_inference
 from .metrics import LANGUAGE_SCRIPTS, target_script_share
 from .tasks import TaskExample, mrc_sources
 from .tokenization import LANGUAGE_NAMES
@@ -75,12 +76,16 @@ class Generator:
         self.tokenizer = tokenizer
         self.limits = limits
         self.model_dir = model_dir
+        self.inference = "as loaded"
+        """What prepare_for_inference chose (precision / quantization), shown by /info."""
         self.languages = sorted(set(model.config.lang_tag_ids) & set(LANGUAGE_SCRIPTS))
         self._allowed: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def load(cls, model_dir: str | Path, limits: ServeLimits) -> Generator:
-        from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    def load(
+        cls, model_dir: str | Path, limits: ServeLimits, precision: str = "auto", quantize: str = "none"
+    ) -> Generator:
+        from transformers import AutoConfig, AutoTokenizer
 
         from . import modeling_swcm  # noqa: F401  (registers the model type)
 
@@ -92,8 +97,10 @@ class Generator:
             raise ValueError(
                 f"{path}: a {kind} model, not XLM-SWCM (build one with swcm build, train it with swcm finetune)"
             )
-        model = AutoModelForSeq2SeqLM.from_pretrained(path)
-        return cls(model, AutoTokenizer.from_pretrained(path), limits, str(path))
+        model, how = prepare_for_inference(load_model_folder(path), precision, quantize)
+        generator = cls(model, AutoTokenizer.from_pretrained(path), limits, str(path))
+        generator.inference = how
+        return generator
 
     def info(self) -> dict:
         counts = self.model.parameter_counts()
@@ -106,6 +113,7 @@ class Generator:
             "vocab_size": self.model.config.vocab_size,
             "tasks": ["translation", "summarization", "mrc"],
             "limits": vars(self.limits),
+            "inference": self.inference,
         }
 
     def source(self, request: GenerateRequest) -> tuple[str, bool]:
@@ -235,9 +243,19 @@ def create_app(generator: Generator) -> FastAPI:
     return app
 
 
-def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None) -> None:
+def serve(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServeLimits | None = None,
+    precision: str = "auto",
+    quantize: str = "none",
+) -> None:
     import uvicorn
 
-    generator = Generator.load(model_dir, limits or ServeLimits())
-    print(f"swcm serve: {model_dir} ({generator.info()['layout']}) on http://{host}:{port}/", flush=True)
+    generator = Generator.load(model_dir, limits or ServeLimits(), precision, quantize)
+    print(
+        f"swcm serve: {model_dir} ({generator.info()['layout']}; {generator.inference}) on http://{host}:{port}/",
+        flush=True,
+    )
     uvicorn.run(create_app(generator), host=host, port=port, log_level="warning")

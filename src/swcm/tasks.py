@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, json_object
+from .checks import check_fields
+from .data import DataError, json_object, text_lines
 
 TASK_NAMES = ("translation", "summarization", "mrc")
 
@@ -44,6 +45,7 @@ class TaskSpec:
     """mrc: reference answer (string) or answers (list) field."""
 
     def __post_init__(self):
+        check_fields(self)
         if self.task not in TASK_NAMES:
             raise DataError(f"task must be one of {TASK_NAMES}, got {self.task!r}")
         if self.task == "translation" and not (self.src_field and self.tgt_field):
@@ -88,32 +90,33 @@ def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, s
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if limit is not None and limit < 0:
+        raise DataError(f"{path}: limit must be >= 0, got {limit}")
     data = TaskData(examples=[])
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            row = json_object(path, line_no, line)
-            values = [_get(row, f, path, line_no) for f in spec.fields()]
-            *inputs, reference = values
-            references = reference if isinstance(reference, list) else [reference]
-            if not all(isinstance(v, str) for v in [*inputs, *references]) or not references:
-                raise DataError(
-                    f"{path}:{line_no}: fields {spec.fields()} must be strings (answers: a list of strings)"
-                )
-            if not all(v.strip() for v in [*inputs, *references]):
-                if not skip_empty:
-                    raise DataError(f"{path}:{line_no}: empty text in {spec.fields()}")
-                data.skipped_empty += 1
-                continue
-            where = f"{path}:{line_no}"
-            if spec.task == "mrc":
-                question, context = inputs
-                data.examples.append(TaskExample(question, references, where, question=question, context=context))
-            else:
-                data.examples.append(TaskExample(inputs[0], references, where))
-            if limit and len(data.examples) >= limit:
-                break
+    if limit == 0:  # as in a fine-tuning recipe: the file is left out
+        return data
+    for line_no, line in text_lines(path):
+        if not line.strip():
+            continue
+        row = json_object(path, line_no, line)
+        values = [_get(row, f, path, line_no) for f in spec.fields()]
+        *inputs, reference = values
+        references = reference if isinstance(reference, list) else [reference]
+        if not all(isinstance(v, str) for v in [*inputs, *references]) or not references:
+            raise DataError(f"{path}:{line_no}: fields {spec.fields()} must be strings (answers: a list of strings)")
+        if not all(v.strip() for v in [*inputs, *references]):
+            if not skip_empty:
+                raise DataError(f"{path}:{line_no}: empty text in {spec.fields()}")
+            data.skipped_empty += 1
+            continue
+        where = f"{path}:{line_no}"
+        if spec.task == "mrc":
+            question, context = inputs
+            data.examples.append(TaskExample(question, references, where, question=question, context=context))
+        else:
+            data.examples.append(TaskExample(inputs[0], references, where))
+        if limit is not None and len(data.examples) >= limit:
+            break
     if not data.examples:
         raise DataError(f"{path}: no examples")
     return data

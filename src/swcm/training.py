@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 
 from .data import DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
+from .encoders import load_model_folder
 from .modeling_swcm import SWCMForConditionalGeneration
 from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
@@ -143,7 +144,7 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
     torch.manual_seed(recipe.seed)  # every process builds the same random parts; dropout follows the seed on every path
     path = Path(recipe.model).expanduser()
     if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
-        return AutoModelForSeq2SeqLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        return load_model_folder(path), AutoTokenizer.from_pretrained(path)
     encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
     torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
     return SWCMForConditionalGeneration.from_encoder(
@@ -202,8 +203,9 @@ def _tensorboard(folder: Path):
 # ------------------------------------------------------------------------------------------------------- loop
 
 
-def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
-    """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests)."""
+def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None) -> dict:
+    """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests);
+    `evaluate` is run_training's hook."""
 
     def prepare(accelerator: Accelerator, out: Path):
         sources = [open_source(spec, recipe.skip_bad_lines, out / "index") for spec in recipe.sources]
@@ -218,7 +220,7 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
         examples = PretrainExamples(sources, mixture, tokenizer, model.config.lang_tag_ids, settings)
         return model, tokenizer, examples, total_steps, f"mixture: {mixture.describe()}"
 
-    return run_training(recipe, prepare, resume, stop_after)
+    return run_training(recipe, prepare, resume, stop_after, evaluate)
 
 
 def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None) -> dict:
@@ -234,26 +236,26 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | Non
 
 
 def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
-    """AdamW groups: no weight decay on norms and biases; the encoder (`model.get_encoder()`, which holds the shared
-    embeddings) at `recipe.encoder_lr` when a recipe sets one, and frozen at 0, so that a freshly started decoder
-    can learn fast without wrecking what the pretrained encoder knows."""
-    encoder_lr = getattr(recipe, "encoder_lr", None)  # recipes without the field (adapt) train one module
+    """AdamW groups: no weight decay on norms, biases and gates; the encoder (`model.get_encoder()`, which holds the
+    shared embeddings) at `recipe.encoder_lr` when a recipe sets one, and frozen at 0, so that a freshly started
+    decoder can learn fast without wrecking what the pretrained encoder knows; the decoder's sublayer gates
+    (`*_gate`) at `recipe.gate_lr_scale` x lr."""
+    encoder_lr = getattr(recipe, "encoder_lr", None)  # recipes without the fields (adapt) train one module
+    gate_lr = recipe.lr * getattr(recipe, "gate_lr_scale", 1.0)
     encoder = {id(p) for p in model.get_encoder().parameters()} if encoder_lr is not None else set()
-    groups: dict[tuple[bool, bool], list] = {}
+    groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
-        in_encoder = id(param) in encoder
-        if in_encoder and encoder_lr == 0:
+        part = "encoder" if id(param) in encoder else "gate" if name.endswith("_gate") else "rest"
+        if part == "encoder" and encoder_lr == 0:
             param.requires_grad_(False)
             continue
         decays = not (param.ndim < 2 or "layer_norm" in name or "LayerNorm" in name)
-        groups.setdefault((in_encoder, decays), []).append(param)
+        groups.setdefault((part, decays), []).append(param)
+    rates = {"rest": recipe.lr, "gate": gate_lr, "encoder": encoder_lr}  # the first group's rate is the one logged
+    order = list(rates)
     return [
-        {
-            "params": params,
-            "weight_decay": recipe.weight_decay if decays else 0.0,
-            "lr": encoder_lr if in_encoder else recipe.lr,
-        }
-        for (in_encoder, decays), params in sorted(groups.items())
+        {"params": params, "weight_decay": recipe.weight_decay if decays else 0.0, "lr": rates[part]}
+        for (part, decays), params in sorted(groups.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
     ]
 
 
@@ -261,8 +263,9 @@ def run_training(
     recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None, evaluate=None
 ) -> dict:
     """The shared loop: `prepare(accelerator, out)` gives (model, tokenizer, examples, total steps, description);
-    examples must make example i deterministically from i (see data.MicroBatchStream). `evaluate(model, tokenizer)`,
-    if given, runs on the main process at every log step and its dict joins the log row (e.g. held-out losses)."""
+    examples must make example i deterministically from i (see data.MicroBatchStream). `evaluate(model, tokenizer,
+    step)`, if given, runs on the main process at every log step and its dict joins the log row (e.g. held-out
+    losses: evaluation.heldout_evaluator)."""
     out = Path(recipe.out)
     precision = resolve_precision(recipe.mixed_precision)
     accelerator = Accelerator(
@@ -381,7 +384,7 @@ def run_training(
             tokens.zero_()
             if evaluate is not None and main:
                 with accelerator.autocast():
-                    row.update(evaluate(unwrapped, tokenizer))
+                    row.update(evaluate(unwrapped, tokenizer, step))
             last_log = time.perf_counter()
             if main:
                 with log_path.open("a", encoding="utf-8") as handle:

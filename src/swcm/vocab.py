@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from .data import DataError as CorpusError  # corpus problems are data problems: one error type, file:line
-from .data import json_object
+from .data import json_object, text_lines
 from .encoders import load_encoder
 
 
@@ -34,20 +34,19 @@ def read_corpus(files: Iterable[str | Path], fields: Sequence[str] | None = None
         path = Path(name)
         if not path.is_file():
             raise CorpusError(f"{path}: corpus file does not exist")
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                if path.suffix != ".jsonl":
-                    yield line.rstrip("\n")
-                    continue
-                row = json_object(path, line_no, line, fields or ())
-                values = [row[f] for f in fields] if fields else list(row.values())
-                for value in values:
-                    if isinstance(value, str) and value.strip():
-                        yield value
-                    elif isinstance(value, dict):  # e.g. headline files: {"zh": {"headline", "body"}}
-                        yield from (v for v in value.values() if isinstance(v, str) and v.strip())
+        for line_no, line in text_lines(path):
+            if not line.strip():
+                continue
+            if path.suffix != ".jsonl":
+                yield line.rstrip("\n")
+                continue
+            row = json_object(path, line_no, line, fields or ())
+            values = [row[f] for f in fields] if fields else list(row.values())
+            for value in values:
+                if isinstance(value, str) and value.strip():
+                    yield value
+                elif isinstance(value, dict):  # e.g. headline files: {"zh": {"headline", "body"}}
+                    yield from (v for v in value.values() if isinstance(v, str) and v.strip())
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
