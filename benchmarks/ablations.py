@@ -94,7 +94,7 @@ def _run_stage(command: str, recipe: dict, folder: Path) -> float:
     log = folder / f"{command}.out"
     with log.open("w", encoding="utf-8") as handle:
         done = subprocess.run(
-            [sys.executable, "-m", "swcm.cli", command, "--config", str(config)],
+            [sys.executable, "-m", "swcm.cli", command, "--config", str(config), "--overwrite"],  # not reused: anew
             stdout=handle,
             stderr=subprocess.STDOUT,
         )

@@ -201,7 +201,7 @@ def adapted_encoder(args: StudyArgs, encoder: str, data: Path) -> str:
         keep_checkpoints=1,
         heldout_lines=30,
     )
-    summary = adapt(recipe)
+    summary = adapt(recipe, overwrite=True)  # no finished adaptation here: start again
     print(f"adapted encoder: held-out MLM {json.dumps(summary.get('heldout'))}", flush=True)
     return str(out / "final")
 
@@ -265,7 +265,7 @@ def run_variant(
         log_every=args.eval_every,
     )
     shutil.rmtree(run / "train", ignore_errors=True)
-    finetune(recipe, evaluate=heldout_evaluator(held, args.max_length))
+    finetune(recipe, evaluate=heldout_evaluator(held, args.max_length), overwrite=True)  # not reused: start again
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
     rows.insert(0, {"step": 0, "heldout": start["probe_loss"], "decoder_start": start})
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -3,6 +3,7 @@ checkpoints, DDP equivalence, ablation switches."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -361,3 +362,63 @@ def test_seed_repeats_a_finetune_from_a_model_folder(tiny_xlmr, tmp_path):
         finetune(recipe)
         runs.append([r["loss"] for r in losses(tmp_path / name)])
     assert runs[0] == runs[1] and len(runs[0]) == 3
+
+
+def test_a_used_out_folder_is_refused_unless_resumed_with_the_same_recipe_or_overwritten(
+    uninterrupted, recipe_file, tmp_path
+):
+    out = tmp_path / "used"
+    shutil.copytree(uninterrupted, out)
+    log, saved = (out / "log.jsonl").read_bytes(), (out / "recipe.json").read_bytes()
+    again = run(recipe_file, out, "--max-steps", "4")
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"swcm pretrain: error: {out} already holds a run (log.jsonl, checkpoints, final); --resume continues it, "
+        "--overwrite deletes it and starts again, or choose another out"
+    )
+    changed = run(recipe_file, out, "--resume", "--lr", "3e-4")
+    assert changed.returncode == 2
+    assert "--resume: the recipe differs from the run's" in changed.stderr and "lr: 0.001 -> 0.0003" in changed.stderr
+    assert (out / "log.jsonl").read_bytes() == log and (out / "recipe.json").read_bytes() == saved, "nothing written"
+    fresh = run(recipe_file, out, "--overwrite", "--max-steps", "4")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert [r["step"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000004"], "the old run is gone"
+    assert json.loads((out / "recipe.json").read_text())["max_steps"] == 4
+
+
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_stop_signal_checkpoints_the_finished_step_and_resume_follows_the_curve(
+    recipe_file, uninterrupted, tmp_path, signum, to_group
+):
+    """SIGTERM (a scheduler) or Ctrl-C (SIGINT to the whole process group, data workers included): the step in
+    flight finishes, a checkpoint of it is written, the exit code is 128 + signal; --resume then continues exactly."""
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "swcm.cli", "pretrain", "--config", str(recipe_file), "--out", str(out)]
+    command += ["--save-every", "100"]  # no periodic checkpoint: only the stop writes one
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+    )
+    log = out / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 5):
+        time.sleep(0.05)
+    if to_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    step = int(last.split("after step ")[1].split(";")[0])
+    assert step >= 5 and last == (
+        f"swcm pretrain: stopped by {signal.Signals(signum).name} after step {step}; checkpoint "
+        f"{out / 'checkpoints' / f'step-{step:08d}'}; the same command with --resume continues the run"
+    )
+    assert "Traceback" not in err and not (out / "final").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"step-{step:08d}"]
+    result = run(recipe_file, out, "--save-every", "100", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"at step {step}" in result.stdout
+    for a, b in zip(losses(uninterrupted), losses(out), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6), (a, b)

@@ -285,7 +285,7 @@ def heldout_mlm(
     return results
 
 
-def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = None) -> dict:
+def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = None, overwrite: bool = False) -> dict:
     """Run (or resume) continued MLM pretraining; returns a summary with the before / after report."""
     from .encoders import load_masked_lm, load_tokenizer
     from .training import run_training
@@ -314,7 +314,7 @@ def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = No
         total = recipe.total_steps(sum(s.rows for s in sources))
         return model, tokenizer, examples, total, f"MLM head: {origin}; mixture: {mixture.describe()}"
 
-    summary = run_training(recipe, prepare, resume, stop_after)
+    summary = run_training(recipe, prepare, resume, stop_after, overwrite=overwrite)
     if state.get("heldout") and summary["steps"] >= summary["total_steps"]:
         after = heldout_mlm(
             state["model"], state["tokenizer"], state["heldout"], recipe.masking, recipe.seed, recipe.max_length

@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.add_argument("--config", type=Path, help="recipe YAML (see recipes/)")
     pretrain.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    pretrain.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
     adapt = sub.add_parser(
         "adapt",
         help="continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe",
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     adapt.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/adapt-*.yaml)")
     adapt.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    adapt.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
     finetune = sub.add_parser(
         "finetune",
         help="fine-tune on translation / summarization / reading-comprehension files from a recipe",
@@ -285,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/finetune-*.yaml)")
     finetune.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    finetune.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
     serve = sub.add_parser("serve", help="HTTP API (POST /generate, GET /health, GET /info) and a demo page at /")
     add_dataclass_arguments(serve, ServeArgs, INFERENCE_CHOICES)
     quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
@@ -538,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
     from .encoders import EncoderError
     from .release import convert_release
+    from .training import TrainingInterrupted
     from .vocab import CorpusError, extend_vocab, prune_vocab
 
     parser = build_parser()
@@ -571,19 +575,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .recipe import load_recipe
             from .training import pretrain
 
-            summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume)
+            summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume, overwrite=ns.overwrite)
             print(json.dumps(summary))
         elif command == "adapt":
             from .adapt import AdaptRecipe, adapt
             from .recipe import load_recipe
 
-            summary = adapt(load_recipe(ns.config, extra, AdaptRecipe), resume=ns.resume)
+            summary = adapt(load_recipe(ns.config, extra, AdaptRecipe), resume=ns.resume, overwrite=ns.overwrite)
             print(json.dumps(summary, indent=1))
         elif command == "finetune":
             from .recipe import FinetuneRecipe, load_recipe
             from .training import finetune
 
-            print(json.dumps(finetune(load_recipe(ns.config, extra, FinetuneRecipe), resume=ns.resume)))
+            recipe = load_recipe(ns.config, extra, FinetuneRecipe)
+            print(json.dumps(finetune(recipe, resume=ns.resume, overwrite=ns.overwrite)))
         elif command == "serve":
             from .serving import ServeLimits, serve
 
@@ -595,6 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_quickstart(args)
             print((args.out / "report.md").read_text(encoding="utf-8"))
             print(f"written to {args.out}/ (model/, encoder/, report.json, report.md)")
+    except TrainingInterrupted as err:
+        print(f"swcm {command}: {err}", file=sys.stderr)
+        return err.exit_code
     except (EncoderError, CorpusError, DataError, ValueError, OSError) as err:
         print(f"swcm {command}: error: {err}", file=sys.stderr)
         return 2

@@ -14,8 +14,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,6 +58,13 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader sees the old file or the new one, never half."""
+    staging = path.with_name(f".tmp-{path.name}")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
 
 
 def write_manifest(folder: Path) -> None:
@@ -203,7 +214,9 @@ def _tensorboard(folder: Path):
 # ------------------------------------------------------------------------------------------------------- loop
 
 
-def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None) -> dict:
+def pretrain(
+    recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None, overwrite: bool = False
+) -> dict:
     """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests);
     `evaluate` is run_training's hook."""
 
@@ -220,10 +233,12 @@ def pretrain(recipe: PretrainRecipe, resume: bool = False, stop_after: int | Non
         examples = PretrainExamples(sources, mixture, tokenizer, model.config.lang_tag_ids, settings)
         return model, tokenizer, examples, total_steps, f"mixture: {mixture.describe()}"
 
-    return run_training(recipe, prepare, resume, stop_after, evaluate)
+    return run_training(recipe, prepare, resume, stop_after, evaluate, overwrite)
 
 
-def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None) -> dict:
+def finetune(
+    recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None, overwrite: bool = False
+) -> dict:
     """Fine-tune on task files (translation both ways, summarisation, reading comprehension) with the same loop."""
 
     def prepare(accelerator: Accelerator, out: Path):
@@ -232,7 +247,7 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False, stop_after: int | Non
         examples = FinetuneExamples(items, tokenizer, model.config.lang_tag_ids, recipe.max_length, recipe.seed)
         return model, tokenizer, examples, recipe.total_steps(len(items)), "; ".join(notes)
 
-    return run_training(recipe, prepare, resume, stop_after, evaluate)
+    return run_training(recipe, prepare, resume, stop_after, evaluate, overwrite)
 
 
 def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
@@ -259,14 +274,112 @@ def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
     ]
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT / SIGTERM stopped a run after a finished step, with a checkpoint of that step written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}; the same command "
+            "with --resume continues the run"
+        )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_requests():
+    """A list that SIGINT / SIGTERM append their number to, for the loop to read after each optimizer step; a second
+    signal stops at once. Outside the main thread (no signal handlers there) the list stays empty."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum, frame):
+        if requested:
+            print(f"\n{signal.Signals(signum).name} again: stopping now, without a checkpoint", file=sys.stderr)
+            raise SystemExit(128 + signum)
+        requested.append(signum)
+        print(
+            f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint (again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield requested
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """Whether `flag` is set on any process (no collective with one process)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum") > 0)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: data workers keep serving until the main process has saved
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+# what may change between a run and its resumption (the rest would make it another run)
+RESUMABLE_CHANGES = ("out", "num_workers", "save_every", "keep_checkpoints", "log_every", "skip_bad_lines")
+# what marks a folder as holding a run
+RUN_MARKS = ("log.jsonl", "checkpoints", "final")
+
+
+def _recipe_json(recipe) -> dict:
+    return json.loads(json.dumps(asdict(recipe), default=str))
+
+
+def check_out_folder(out: Path, recipe, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds another run, unless resuming it (with the same recipe) or
+    overwriting it; the check runs before anything is written."""
+    marks = [name for name in RUN_MARKS if (out / name).exists()]
+    if resume and overwrite:
+        raise DataError("--resume continues the run in out, --overwrite deletes it: choose one")
+    if resume:
+        saved = out / "recipe.json"
+        if not saved.is_file():
+            raise DataError(f"--resume: {out} holds no run (no recipe.json)")
+        before, now = json.loads(saved.read_text(encoding="utf-8")), _recipe_json(recipe)
+        changed = [
+            f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+            for key in sorted(set(before) | set(now))
+            if key not in RESUMABLE_CHANGES and before.get(key) != now.get(key)
+        ]
+        if changed:
+            raise DataError(
+                f"--resume: the recipe differs from the run's ({out / 'recipe.json'}): {'; '.join(changed)}"
+            )
+    elif marks and not overwrite:
+        raise DataError(
+            f"{out} already holds a run ({', '.join(marks)}); --resume continues it, --overwrite deletes it and "
+            "starts again, or choose another out"
+        )
+
+
 def run_training(
-    recipe: PretrainRecipe, prepare, resume: bool = False, stop_after: int | None = None, evaluate=None
+    recipe: PretrainRecipe,
+    prepare,
+    resume: bool = False,
+    stop_after: int | None = None,
+    evaluate=None,
+    overwrite: bool = False,
 ) -> dict:
     """The shared loop: `prepare(accelerator, out)` gives (model, tokenizer, examples, total steps, description);
     examples must make example i deterministically from i (see data.MicroBatchStream). `evaluate(model, tokenizer,
     step)`, if given, runs on the main process at every log step and its dict joins the log row (e.g. held-out
     losses: evaluation.heldout_evaluator)."""
     out = Path(recipe.out)
+    check_out_folder(out, recipe, resume, overwrite)
     precision = resolve_precision(recipe.mixed_precision)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
@@ -279,9 +392,13 @@ def run_training(
     accumulation = recipe.accumulation(world)
     main = accelerator.is_main_process
     if main:
+        if overwrite:
+            shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1, default=str), encoding="utf-8")
+    accelerator.wait_for_everyone()
     model, tokenizer, examples, total_steps, description = prepare(accelerator, out)
+    if main:  # only once start-up has worked: a failed start leaves an earlier run's recipe as it was
+        _atomic_write(out / "recipe.json", json.dumps(_recipe_json(recipe), indent=1))
     task_names = examples.task_names
     if main and not (out / "initial").exists():  # the starting point, for before / after comparisons
         model.save_pretrained(out / "initial")
@@ -321,6 +438,7 @@ def run_training(
         num_workers=recipe.num_workers,
         generator=torch.Generator().manual_seed(recipe.seed),  # the loader must not draw from the global RNG
         prefetch_factor=4 if recipe.num_workers else None,
+        worker_init_fn=_ignore_stop_signals,
     )
     writer = _tensorboard(out / "tb") if main else None
     if main:
@@ -338,64 +456,76 @@ def run_training(
     tokens = torch.zeros((), device=accelerator.device)
     started = last_log = time.perf_counter()
     stop = min(total_steps, stop_after) if stop_after else total_steps
-    for batch in loader:
-        if step >= stop:
-            break
-        labels = batch["labels"].to(accelerator.device)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                token_loss = _token_losses(model, unwrapped, batch, labels, accelerator.device)
-            mask = labels != -100
-            loss = token_loss.sum() / mask.sum()
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            sums[0] += loss.detach()
-            sums[1] += 1
-            per_example = (token_loss * mask).sum(1)
-            task = batch["task"].to(accelerator.device)
-            for t in range(len(task_names)):
-                chosen = task == t
-                sums[2 + 2 * t] += per_example[chosen].sum()
-                sums[3 + 2 * t] += mask[chosen].sum()
-            tokens += batch["attention_mask"].sum().to(accelerator.device) + mask.sum()  # read at log time only
-        if not accelerator.sync_gradients:
-            continue
-        scheduler.step()
-        step += 1
-        bar.update(1)
-        if step % recipe.log_every == 0 or step == stop:
-            totals = accelerator.reduce(sums, reduction="sum")
-            now = time.perf_counter()
-            row = {
-                "step": step,
-                "loss": float(totals[0] / totals[1]),
-                "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": float(tokens) * world / (now - last_log),
-                "examples_per_s": recipe.global_batch * recipe.log_every / (now - last_log),
-            }
-            for t, task in enumerate(task_names):
-                count = float(totals[3 + 2 * t])
-                row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
-            sums.zero_()
-            tokens.zero_()
-            if evaluate is not None and main:
+    with stop_requests() as requested:
+        for batch in loader:
+            if step >= stop:
+                break
+            labels = batch["labels"].to(accelerator.device)
+            with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    row.update(evaluate(unwrapped, tokenizer, step))
-            last_log = time.perf_counter()
-            if main:
-                with log_path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                if writer is not None:
-                    for key, value in row.items():
-                        if key != "step" and value is not None:
-                            writer.add_scalar(f"pretrain/{key}", value, step)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", tok_s=f"{row['tokens_per_s']:.0f}")
-        if step % recipe.save_every == 0 or step == total_steps:
-            save_checkpoint(accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints)
+                    token_loss = _token_losses(model, unwrapped, batch, labels, accelerator.device)
+                mask = labels != -100
+                loss = token_loss.sum() / mask.sum()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                sums[0] += loss.detach()
+                sums[1] += 1
+                per_example = (token_loss * mask).sum(1)
+                task = batch["task"].to(accelerator.device)
+                for t in range(len(task_names)):
+                    chosen = task == t
+                    sums[2 + 2 * t] += per_example[chosen].sum()
+                    sums[3 + 2 * t] += mask[chosen].sum()
+                tokens += batch["attention_mask"].sum().to(accelerator.device) + mask.sum()  # read at log time only
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % recipe.log_every == 0 or step == stop:
+                totals = accelerator.reduce(sums, reduction="sum")
+                now = time.perf_counter()
+                row = {
+                    "step": step,
+                    "loss": float(totals[0] / totals[1]),
+                    "lr": scheduler.get_last_lr()[0],
+                    "tokens_per_s": float(tokens) * world / (now - last_log),
+                    "examples_per_s": recipe.global_batch * recipe.log_every / (now - last_log),
+                }
+                for t, task in enumerate(task_names):
+                    count = float(totals[3 + 2 * t])
+                    row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
+                sums.zero_()
+                tokens.zero_()
+                if evaluate is not None and main:
+                    with accelerator.autocast():
+                        row.update(evaluate(unwrapped, tokenizer, step))
+                last_log = time.perf_counter()
+                if main:
+                    with log_path.open("a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    if writer is not None:
+                        for key, value in row.items():
+                            if key != "step" and value is not None:
+                                writer.add_scalar(f"pretrain/{key}", value, step)
+                    bar.set_postfix(
+                        loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", tok_s=f"{row['tokens_per_s']:.0f}"
+                    )
+            saved = step % recipe.save_every == 0 or step == total_steps
+            if saved:
+                save_checkpoint(accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints)
+            if _any_process(accelerator, bool(requested)):
+                checkpoint = out / "checkpoints" / f"step-{step:08d}"
+                if not saved:
+                    checkpoint = save_checkpoint(
+                        accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints
+                    )
+                bar.close()
+                raise TrainingInterrupted(requested[0] if requested else signal.SIGTERM, step, checkpoint)
     bar.close()
     if writer is not None:
         writer.close()
