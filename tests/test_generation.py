@@ -178,3 +178,14 @@ def test_generate_cli_int8_says_what_it_chose(falls_back_to_chinese, tmp_path, c
     assert len(out.read_text(encoding="utf-8").splitlines()) == 4
     assert main([*args, "--quantize", "int8", "--precision", "bf16"]) == 2
     assert "use --precision auto or fp32, not bf16" in capsys.readouterr().err
+
+
+def test_outputs_longer_than_the_position_table_are_stopped_there_with_a_warning(falls_back_to_chinese):
+    from swcm.generation import new_token_limit
+
+    model, tokenizer, _ = falls_back_to_chinese
+    with torch.no_grad():
+        model.lm_head.bias[model.config.eos_token_id] = -1e4  # never ends early
+    with pytest.warns(UserWarning, match="max_new_tokens 200 is over the 63 the model's position table allows"):
+        (text,) = generate_texts(model, tokenizer, ["中文"], "bo", num_beams=1, max_new_tokens=200, progress=False)
+    assert new_token_limit(model) == 63 and text

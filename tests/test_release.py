@@ -160,8 +160,12 @@ def test_a_pickle_with_a_non_tensor_object_is_refused(release, tmp_path):
     reference, _ = release
     path = tmp_path / "evil.bin"
     torch.save({"state_dict": reference.state_dict(), "args": argparse.Namespace(lr=1e-4)}, path)
-    with pytest.raises(ReleaseError, match="refused, not a plain tensor checkpoint"):
+    with pytest.raises(ReleaseError, match="refused, not a plain tensor checkpoint") as refused:
         load_release_state_dict(path)
+    message = str(refused.value)
+    assert "Unsupported global" in message and "Namespace" in message  # what was refused
+    assert "weights_only" not in message and "trust" not in message, "never advise unpickling an untrusted file"
+    assert "\n" not in message
 
 
 def test_unknown_keys_and_inconsistent_duplicates_fail(release, tiny_xlmr, tmp_path):

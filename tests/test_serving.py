@@ -281,3 +281,22 @@ def test_cli_serve_refuses_what_is_not_an_swcm_model(tiny_xlmr, tmp_path, capsys
     assert "not a model directory" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_xlmr)]) == 2
     assert "a xlm-roberta model, not XLM-SWCM" in capsys.readouterr().err
+
+
+def test_limits_follow_the_model_and_no_request_within_them_fails(model_dir):
+    """The tiny model has 66 positions: 64 decoder tokens (start and tag + 63 new), fewer than the default 256."""
+    generator = Generator.load(model_dir, ServeLimits())
+    with TestClient(create_app(generator)) as client:
+        limits = client.get("/info").json()["limits"]
+        assert limits["max_new_tokens"] == 63 and limits["max_source_tokens"] == 64
+        assert generator.clamped == [
+            "max_new_tokens 256 -> 63 (the model's position table)",
+            "max_source_tokens 256 -> 64 (the model's position table)",
+        ]
+        body = {"task": "translation", "text": "你好，世界", "tgt_lang": "ug"}
+        assert client.post("/generate", json=body).status_code == 200  # was a bare 500
+        longest = {**body, "text": "你好，世界 " * 100, "max_new_tokens": 63, "num_beams": 2}
+        response = client.post("/generate", json=longest)
+        assert response.status_code == 200 and response.json()["truncated"] is True
+        over = client.post("/generate", json={**body, "max_new_tokens": 64})
+        assert over.status_code == 422 and "over the limit of 63" in over.json()["detail"]

@@ -98,6 +98,13 @@ def source_token_limit(model, tokenizer, max_source_length: int | None = None) -
     return min(max_source_length or positions, positions, tokenizer.model_max_length)
 
 
+def new_token_limit(model) -> int:
+    """Most tokens one output may have: the decoder reads the start token, the language tag (not counted in
+    max_new_tokens) and every new token but the last, max_new_tokens + 1 positions of the encoder's table."""
+    config = model.config.encoder
+    return config.max_position_embeddings - first_decoder_position_id(config) - 1
+
+
 @torch.no_grad()
 def generate_texts(
     model,
@@ -120,6 +127,13 @@ def generate_texts(
         mask = allowed_tokens(tokenizer, tgt_lang, model.config.vocab_size, model.config.lang_tag_ids)
         processors.append(ScriptConstraint(mask))
     limit = source_token_limit(model, tokenizer, max_source_length)
+    if max_new_tokens > new_token_limit(model):
+        warnings.warn(
+            f"max_new_tokens {max_new_tokens} is over the {new_token_limit(model)} the model's position table allows;"
+            " outputs stop there",
+            stacklevel=2,
+        )
+        max_new_tokens = new_token_limit(model)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     outputs: dict[int, str] = {}
     bar = tqdm(total=len(texts), desc=f"generating -> {tgt_lang}", unit=" text", disable=not progress)

@@ -56,6 +56,14 @@ class ReleaseError(ValueError):
     """A release checkpoint that cannot be converted, with the reason."""
 
 
+def _unpickler_reason(err: Exception) -> str:
+    """What torch's weights-only unpickler refused, without torch's advice to load with weights_only=False."""
+    for line in str(err).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use")[0].strip()
+    return "unreadable as a tensor checkpoint"
+
+
 def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors: unwrapped from {"model_state_dict" | "state_dict": ...}, DataParallel's `module.`
     prefix removed. Refuses any pickled object that is not a tensor or a plain container."""
@@ -65,9 +73,9 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as err:
-        reason = str(err).strip().splitlines()[0]
         raise ReleaseError(
-            f"{path}: refused, not a plain tensor checkpoint (weights_only load failed: {reason})"
+            f"{path}: refused, not a plain tensor checkpoint ({_unpickler_reason(err)}); only tensors and plain "
+            "containers are read, never other pickled objects"
         ) from None
     for wrapper in ("model_state_dict", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

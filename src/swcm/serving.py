@@ -7,6 +7,7 @@ or waiting), and any beyond that get 503 with Retry-After at once, so a burst ca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from transformers import LogitsProcessorList
 from .configuration_swcm import layout_string
 from .data import DataError
 from .encoders import load_model_folder
-from .generation import ScriptConstraint, allowed_tokens, prepare_for_inference
+from .generation import ScriptConstraint, allowed_tokens, new_token_limit, prepare_for_inference, source_token_limit
 from .metrics import LANGUAGE_SCRIPTS, target_script_share
 from .tasks import TaskExample, mrc_sources
 from .tokenization import LANGUAGE_NAMES
@@ -44,6 +45,15 @@ class ServeLimits:
     """Largest beam."""
     max_source_tokens: int = 256
     """Inputs are cut to this many tokens (reading comprehension cuts the context only)."""
+
+
+def model_limits(limits: ServeLimits, model, tokenizer) -> tuple[ServeLimits, list[str]]:
+    """`limits` within what the model can do (its decoder and encoder position tables), and what was lowered: the
+    limits the server advertises are the ones it can honour, so no request within them fails."""
+    bounds = {"max_new_tokens": new_token_limit(model), "max_source_tokens": source_token_limit(model, tokenizer)}
+    lowered = {k: v for k, v in bounds.items() if getattr(limits, k) > v}
+    notes = [f"{k} {getattr(limits, k)} -> {v} (the model's position table)" for k, v in lowered.items()]
+    return dataclasses.replace(limits, **lowered), notes
 
 
 class GenerateRequest(BaseModel):
@@ -74,7 +84,7 @@ class Generator:
     def __init__(self, model, tokenizer, limits: ServeLimits, model_dir: str = ""):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.limits = limits
+        self.limits, self.clamped = model_limits(limits, model, tokenizer)
         self.model_dir = model_dir
         self.inference = "as loaded"
         """What prepare_for_inference chose (precision / quantization), shown by /info."""
@@ -258,4 +268,6 @@ def serve(
         f"swcm serve: {model_dir} ({generator.info()['layout']}; {generator.inference}) on http://{host}:{port}/",
         flush=True,
     )
+    if generator.clamped:
+        print(f"swcm serve: limits lowered to the model: {'; '.join(generator.clamped)}", flush=True)
     uvicorn.run(create_app(generator), host=host, port=port, log_level="warning")
