@@ -69,6 +69,8 @@ class SpeedArgs:
     """File throughput: tokens generated per sentence (forced: the models are untrained or random)."""
     file_beams: list[int] = field(default_factory=lambda: [1, 5])
     """File throughput: beam sizes."""
+    file_sentences_beam: int = 100
+    """File throughput with beams above 1: this many of the sentences, evenly spread (beam search costs more)."""
     latency_sentences: int = 20
     """Batch-1 latency: sentences, greedy, file_tokens each."""
     no_ctranslate2: bool = False
@@ -289,12 +291,19 @@ def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
     """Generated tokens/s translating `file_sentences` NTREX sentences (batches of 16, longest first), every way of
     decoding taking its turn on each batch so that a drift of the machine hits all alike; and batch-1 latency."""
     sentences = sorted(ntrex_sentences(args.file_sentences), key=len, reverse=True)
-    batches = [
-        tokenizer(sentences[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
-        for i in range(0, len(sentences), 16)
-    ]
+
+    def batched(texts: list[str]) -> list:
+        return [
+            tokenizer(texts[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
+            for i in range(0, len(texts), 16)
+        ]
+
     rows = []
     for beams in args.file_beams:
+        chosen = sentences
+        if beams > 1 and args.file_sentences_beam < len(sentences):
+            chosen = sentences[:: -(-len(sentences) // args.file_sentences_beam)]
+        batches = batched(chosen)
         seconds = dict.fromkeys(runners, 0.0)
         tokens = dict.fromkeys(runners, 0)
         for run in runners.values():  # warm-up
@@ -314,7 +323,7 @@ def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
                 {
                     "decoding": name,
                     "beams": beams,
-                    "sentences": len(sentences),
+                    "sentences": len(chosen),
                     "tokens": tokens[name],
                     "seconds": seconds[name],
                     "tokens_per_s": tokens[name] / seconds[name],
@@ -709,11 +718,11 @@ def file_throughput_markdown(result: dict) -> list[str]:
                 cells += [row["tokens_per_s"], row["tokens_per_s"] / by[(reference, b)]["tokens_per_s"]]
             cells.append(file["latency"][name]["median_ms"])
             table.append(cells)
-        first = rows[0]
+        counts = ", ".join(f"{by[(names[0], b)]['sentences']} at beam {b}" for b in beams)
         out += [
             "## File throughput (NTREX zh, the way `swcm generate` runs a file)",
             "",
-            f"{first['sentences']} sentences in batches of {file['batch']}, longest first, "
+            f"NTREX zh sentences ({counts}) in batches of {file['batch']}, longest first, "
             f"{file['tokens_per_sentence']} tokens generated per sentence (forced: the models are untrained or "
             "random); every way of decoding takes its turn on each batch. Latency: median over "
             f"{next(iter(file['latency'].values()))['sentences']} single sentences.",

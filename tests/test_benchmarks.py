@@ -174,3 +174,23 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     assert again["runs_trained"] == 0 and again["runs_reused"] == 2
     assert again["results"]["paper"] == payload["results"]["paper"]
     assert "2 reused from" in (tmp_path / "out" / "init_study.md").read_text()
+
+
+def test_quickstart_seeds_aggregates_reports(tmp_path):
+    seeds = load("quickstart_seeds")
+    for build, chrf in (("default", 30.0), ("random", 20.0)):
+        for seed in (0, 1):
+            folder = tmp_path / "work" / f"{build}-seed{seed}"
+            folder.mkdir(parents=True)
+            report = {
+                "languages": {"ug": {"chrf++_after": chrf + seed, "heldout_loss_after": 3.0 - chrf / 100}},
+                "heldout_curve": [{"step": 100, "heldout": 5.0 + seed}, {"step": 200, "heldout": 4.0 + seed}],
+            }
+            (folder / "report.json").write_text(json.dumps(report))
+    args = seeds.SeedsArgs(builds=["default", "random"], seeds=[0, 1], work=tmp_path / "work", out=tmp_path, reuse=True)
+    result = seeds.run(args)
+    assert result["trained"] == 0 and result["reused"] == 4
+    assert result["summary"]["default"]["chrf++"]["ug"] == [30.0, 31.0]
+    markdown = (tmp_path / "quickstart_seeds.md").read_text()
+    assert "| default | 2 | 30.50 ± 0.71 | 2.70 ± 0.00 |" in markdown and "| random | 2 | 20.50 ± 0.71 |" in markdown
+    assert "held-out @ 100" in markdown and (tmp_path / "curves.png").stat().st_size > 0

@@ -17,7 +17,9 @@ LAYER_NORM_POSITIONS = ("post", "pre")
 LM_HEAD_INITS = ("embeddings", "mlm-head", "random")
 # A deviation from the paper, measured in benchmarks/init_study.py: gates at 0.02 on the self-attention and FFN
 # sublayers start a decoder copied from a post-LN encoder close to "embedding + cross-attention" instead of collapsed,
-# with every copied weight intact; they learn how much of each copied sublayer to use.
+# with every copied weight intact; they learn how much of each copied sublayer to use. They need to learn faster than
+# the weights (recipe.gate_lr_scale, 10x lr): at lr they were still at 0.02-0.07 after 600 quickstart steps, the
+# copied sublayers all but shut (measured in docs/results.md).
 DEFAULT_GATE_INIT = 0.02
 
 
