@@ -33,7 +33,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def _save_trained_looking(model: torch.nn.Module, path: Path, seed: int) -> None:
     """Perturb every tensor (biases and LayerNorms too) so that copied and freshly initialised weights differ."""
-    torch.manual_seed(seed)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.05 * torch.randn_like(param))
@@ -61,6 +60,7 @@ def save_tiny_xlmr(path: Path, layers: int = 4, hidden: int = 32, seed: int = 0,
         bos_token_id=0,
         eos_token_id=2,
     )
+    torch.manual_seed(seed)  # the same weights whatever ran before in the session
     _save_trained_looking(XLMRobertaModel(config), path, seed)  # with its pooler, as real checkpoints have
     return path
 
@@ -80,6 +80,7 @@ def save_tiny_bert(path: Path, layers: int = 4, hidden: int = 32, seed: int = 0)
         max_position_embeddings=64,
         pad_token_id=0,
     )
+    torch.manual_seed(seed)  # the same weights whatever ran before in the session
     _save_trained_looking(BertModel(config), path, seed)
     return path
 
