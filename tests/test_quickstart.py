@@ -97,3 +97,21 @@ def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path
 def test_quickstart_rejects_unknown_languages(tmp_path):
     with pytest.raises(ValueError, match=r"quickstart languages \['fr'\] unknown"):
         run_quickstart(QuickstartArgs(out=tmp_path, langs=["fr"]))
+
+
+def test_a_stopped_quickstart_does_not_suggest_resume(tmp_path, monkeypatch):
+    import signal
+
+    from swcm import quickstart, training
+    from swcm.training import TrainingInterrupted
+
+    def stopped(*args, **kwargs):
+        raise TrainingInterrupted(signal.SIGINT, 7, tmp_path / "step-7")
+
+    monkeypatch.setattr(quickstart, "prepare_encoder", lambda *args, **kwargs: tmp_path)
+    monkeypatch.setattr(quickstart, "quickstart_recipe", lambda *args, **kwargs: type("R", (), {"out": tmp_path / "t"}))
+    monkeypatch.setattr(training, "pretrain", stopped)
+    with pytest.raises(TrainingInterrupted) as stop:
+        quickstart.run_quickstart(quickstart.QuickstartArgs(out=tmp_path / "qs", langs=["ug"]))
+    assert stop.value.exit_code == 130 and "--resume" not in str(stop.value)
+    assert str(stop.value).endswith("swcm quickstart starts again from the beginning when run again")

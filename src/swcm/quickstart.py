@@ -217,7 +217,7 @@ def report_markdown(report: dict) -> str:
 
 def run_quickstart(args: QuickstartArgs) -> dict:
     from .precision import resolve_precision
-    from .training import pretrain
+    from .training import TrainingInterrupted, pretrain
 
     unknown = [lang for lang in args.langs if lang not in QUICKSTART_LANGS]
     if unknown or not args.langs:
@@ -243,7 +243,12 @@ def run_quickstart(args: QuickstartArgs) -> dict:
 
     # held-out loss curves (teacher-forced, every held-out pair) while training: how fast each build learns
     every = max(1, args.steps // 6)
-    summary = pretrain(recipe, evaluate=heldout_evaluator({k: v["test"] for k, v in files.items()}, 64, every))
+    try:
+        summary = pretrain(recipe, evaluate=heldout_evaluator({k: v["test"] for k, v in files.items()}, 64, every))
+    except TrainingInterrupted as stop:  # the quickstart has no --resume: it starts every run afresh
+        raise TrainingInterrupted(
+            stop.signum, stop.step, stop.checkpoint, "swcm quickstart starts again from the beginning when run again"
+        ) from None
     train_dir = Path(recipe.out)
 
     print("[4/5] evaluating zh -> X before training (initial/) and after (final/)", flush=True)

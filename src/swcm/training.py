@@ -277,12 +277,12 @@ def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
 class TrainingInterrupted(Exception):
     """SIGINT / SIGTERM stopped a run after a finished step, with a checkpoint of that step written."""
 
-    def __init__(self, signum: int, step: int, checkpoint: Path):
+    def __init__(
+        self, signum: int, step: int, checkpoint: Path, then: str = "the same command with --resume continues the run"
+    ):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}; the same command "
-            "with --resume continues the run"
-        )
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}; {then}")
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
