@@ -291,19 +291,15 @@ def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
     """Generated tokens/s translating `file_sentences` NTREX sentences (batches of 16, longest first), every way of
     decoding taking its turn on each batch so that a drift of the machine hits all alike; and batch-1 latency."""
     sentences = sorted(ntrex_sentences(args.file_sentences), key=len, reverse=True)
-
-    def batched(texts: list[str]) -> list:
-        return [
-            tokenizer(texts[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
-            for i in range(0, len(texts), 16)
-        ]
-
     rows = []
     for beams in args.file_beams:
         chosen = sentences
         if beams > 1 and args.file_sentences_beam < len(sentences):
             chosen = sentences[:: -(-len(sentences) // args.file_sentences_beam)]
-        batches = batched(chosen)
+        batches = [
+            tokenizer(chosen[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
+            for i in range(0, len(chosen), 16)
+        ]
         seconds = dict.fromkeys(runners, 0.0)
         tokens = dict.fromkeys(runners, 0)
         for run in runners.values():  # warm-up

@@ -116,22 +116,7 @@ def build_each(cls: type, items, name: str) -> list:
     """`items` (mappings or `cls` instances) as `cls` instances; errors name the item: `sources[1].lang: ...`."""
     if not isinstance(items, (list, tuple)):
         raise RecipeError(f"{name}: expected a list of {cls.__name__} mappings, got {items!r}")
-    built = []
-    for i, item in enumerate(items):
-        if isinstance(item, cls):
-            built.append(item)
-            continue
-        if not isinstance(item, dict):
-            raise RecipeError(f"{name}[{i}]: expected a mapping of {cls.__name__} fields, got {item!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(item) - known)
-        if unknown:
-            raise RecipeError(f"{name}[{i}]: unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
-        try:
-            built.append(cls(**item))
-        except RecipeError as err:
-            raise RecipeError(f"{name}[{i}].{err}") from None
-    return built
+    return [build_one(cls, item, f"{name}[{i}]") for i, item in enumerate(items)]
 
 
 def build_one(cls: type, value, name: str):

@@ -91,23 +91,25 @@ def json_object(path: Path, line_no: int, text: str, fields: Sequence[str] = ())
     return row
 
 
+def decode_line(path: Path, line_no: int, raw: bytes) -> str:
+    """One line's bytes as text; bytes that are not UTF-8 are a DataError at path:line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{line_no}: not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
 def text_lines(path: str | Path):
-    """(line number, text) of a UTF-8 file, newline kept; bytes that are not UTF-8 are a DataError at path:line."""
+    """(line number, text) of a UTF-8 file, newline kept (see decode_line)."""
     path = Path(path)
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, 1):
-            try:
-                yield line_no, raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{line_no}: not UTF-8 ({err.reason} at byte {err.start})") from None
+            yield line_no, decode_line(path, line_no, raw)
 
 
 def parse_row(path: Path, line_no: int, raw: bytes, fields: Sequence[str]) -> list[str]:
     """The fields of one line; raises DataError naming path:line."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}:{line_no}: not UTF-8 ({err.reason})") from None
+    text = decode_line(path, line_no, raw)
     if path.suffix == ".txt":
         values = [text.rstrip("\r\n")]
     elif path.suffix == ".tsv":

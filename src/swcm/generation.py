@@ -39,7 +39,7 @@ def quantize_int8(model) -> list[str]:
     return names
 
 
-def prepare_for_inference(model, precision: str = "auto", quantize: str = "none"):
+def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "none"):
     """(the model in eval mode, cast or quantized for decoding; one line saying what was chosen and why).
 
     `precision` follows `resolve_precision` (auto: bf16 weights where the device has native bf16, else fp32);
@@ -92,17 +92,20 @@ class ScriptConstraint(LogitsProcessor):
         return scores.masked_fill(~allowed[: scores.shape[-1]], torch.finfo(scores.dtype).min)
 
 
+def _positions(model) -> int:
+    """Token positions the encoder's table numbers (from its first usable position id)."""
+    return model.config.encoder.max_position_embeddings - first_decoder_position_id(model.config.encoder)
+
+
 def source_token_limit(model, tokenizer, max_source_length: int | None = None) -> int:
     """Longest input in tokens: the encoder's position table, the tokenizer's limit and `max_source_length`."""
-    positions = model.config.encoder.max_position_embeddings - first_decoder_position_id(model.config.encoder)
-    return min(max_source_length or positions, positions, tokenizer.model_max_length)
+    return min(max_source_length or _positions(model), _positions(model), tokenizer.model_max_length)
 
 
 def new_token_limit(model) -> int:
     """Most tokens one output may have: the decoder reads the start token, the language tag (not counted in
     max_new_tokens) and every new token but the last, max_new_tokens + 1 positions of the encoder's table."""
-    config = model.config.encoder
-    return config.max_position_embeddings - first_decoder_position_id(config) - 1
+    return _positions(model) - 1
 
 
 @torch.no_grad()
@@ -127,13 +130,14 @@ def generate_texts(
         mask = allowed_tokens(tokenizer, tgt_lang, model.config.vocab_size, model.config.lang_tag_ids)
         processors.append(ScriptConstraint(mask))
     limit = source_token_limit(model, tokenizer, max_source_length)
-    if max_new_tokens > new_token_limit(model):
+    longest = new_token_limit(model)
+    if max_new_tokens > longest:
         warnings.warn(
-            f"max_new_tokens {max_new_tokens} is over the {new_token_limit(model)} the model's position table allows;"
-            " outputs stop there",
+            f"max_new_tokens {max_new_tokens} is over the {longest} the model's position table allows; outputs stop "
+            "there",
             stacklevel=2,
         )
-        max_new_tokens = new_token_limit(model)
+        max_new_tokens = longest
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     outputs: dict[int, str] = {}
     bar = tqdm(total=len(texts), desc=f"generating -> {tgt_lang}", unit=" text", disable=not progress)

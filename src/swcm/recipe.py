@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -61,6 +62,8 @@ class StepsMixin:
 class PretrainRecipe(StepsMixin):
     """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
     defaults of the optimisation fields)."""
+
+    REQUIRED_LISTS: ClassVar[tuple[str, ...]] = ("sources", "tasks", "lang_tags")
 
     model: str
     """An XLM-SWCM model directory to continue, or an encoder (path, hub id, packaged:NAME) to build one from."""
@@ -129,8 +132,7 @@ class PretrainRecipe(StepsMixin):
     def __post_init__(self):
         self.sources = build_each(SourceSpec, self.sources, "sources")
         self.noise = build_one(NoiseConfig, self.noise, "noise")
-        lists = ("tasks", "lang_tags") if isinstance(self, FinetuneRecipe) else ("sources", "tasks", "lang_tags")
-        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=lists)
+        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=self.REQUIRED_LISTS)
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
@@ -142,6 +144,8 @@ class PretrainRecipe(StepsMixin):
 @dataclass
 class FinetuneRecipe(PretrainRecipe):
     """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
+
+    REQUIRED_LISTS: ClassVar[tuple[str, ...]] = ("tasks", "lang_tags")  # `train`, not `sources`
 
     sources: list[SourceSpec] = field(default_factory=list)
     """Unused in fine-tuning."""

@@ -515,15 +515,12 @@ def run_training(
                     bar.set_postfix(
                         loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", tok_s=f"{row['tokens_per_s']:.0f}"
                     )
-            saved = step % recipe.save_every == 0 or step == total_steps
-            if saved:
-                save_checkpoint(accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints)
-            if _any_process(accelerator, bool(requested)):
-                checkpoint = out / "checkpoints" / f"step-{step:08d}"
-                if not saved:
-                    checkpoint = save_checkpoint(
-                        accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints
-                    )
+            stopping = _any_process(accelerator, bool(requested))
+            if stopping or step % recipe.save_every == 0 or step == total_steps:
+                checkpoint = save_checkpoint(
+                    accelerator, out / "checkpoints", step, {"step": step}, recipe.keep_checkpoints
+                )
+            if stopping:
                 bar.close()
                 raise TrainingInterrupted(requested[0] if requested else signal.SIGTERM, step, checkpoint)
     bar.close()
