@@ -12,18 +12,16 @@ directions); the held-out loss is the teacher-forced cross-entropy per target to
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ENCODER, benchmark_encoder, machine, markdown_table, require_shared_data, write_json  # noqa: E402
+from swcm.benchmarking import benchmark_encoder, machine, markdown_table, require_shared_data, write_json
+from swcm.choices import DEFAULT_ENCODER, Precision
 
 LANGS = ("ug", "kk", "mn")
 # name -> (what it is, from_encoder options, encoder: "raw" or "adapted"); "lr" in the options overrides --lr,
@@ -138,7 +136,7 @@ class StudyArgs:
     """Encoder (packaged:NAME, local directory or hub id); its vocabulary is pruned to the benchmark corpus."""
     no_prune: bool = False
     """Use the encoder's vocabulary as it is."""
-    precision: str = "auto"
+    precision: Precision = "auto"
     """auto, bf16 or fp32."""
     out: Path = Path("benchmarks/results/init_study")
     """Results folder."""
@@ -324,6 +322,9 @@ def plot(results: dict[str, dict[int, list[dict]]], path: Path) -> None:
 
 
 def run(args: StudyArgs) -> dict:
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     data = require_shared_data()
     started = time.time()
     encoder = benchmark_encoder(args.encoder, prune=not args.no_prune)
@@ -379,11 +380,9 @@ def run(args: StudyArgs) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from swcm.cli import add_dataclass_arguments, dataclass_args
+    from swcm.cli import parse_dataclass
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_arguments(parser, StudyArgs, {"variants": tuple(VARIANTS), "precision": ("auto", "bf16", "fp32")})
-    return run(dataclass_args(StudyArgs, parser.parse_args(argv)))
+    return run(parse_dataclass(StudyArgs, argv, __doc__))
 
 
 if __name__ == "__main__":

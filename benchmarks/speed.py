@@ -17,7 +17,6 @@ training step consumes. Writes speed.json, speed.md and PNG plots to --out.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -26,11 +25,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ENCODER, SHARED_DATA, benchmark_encoder, machine, markdown_table, write_json  # noqa: E402
+from swcm.benchmarking import REPOSITORY, SHARED_DATA, benchmark_encoder, machine, markdown_table, write_json
+from swcm.choices import DEFAULT_ENCODER
 
 
 @dataclass
@@ -43,7 +43,7 @@ class SpeedArgs:
     """Use the encoder as given, without pruning its vocabulary to the benchmark corpus (pruned by default)."""
     out: Path = Path("benchmarks/results/speed")
     """Results folder (speed.json, speed.md, *.png)."""
-    models: list[str] = field(default_factory=lambda: ["swcm", "bert2bert", "mbart"])
+    models: list[Literal["swcm", "bert2bert", "mbart"]] = field(default_factory=lambda: ["swcm", "bert2bert", "mbart"])
     """Models to measure."""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     """Generation batch sizes."""
@@ -541,13 +541,13 @@ def _in_fresh_process(encoder_dir: str, name: str, size: int, length: int) -> di
     import subprocess
 
     code = (
-        f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import speed; "
+        "import json; from benchmarks import speed; "
         f"print('PEAK', json.dumps(speed.peak_training_memory({encoder_dir!r}, {name!r}, {size}, {length})))"
     )
     # glibc would keep freed activation buffers (its mmap threshold adapts upwards) and hide the second precision's
     # peak: a fixed threshold maps every large buffer and unmaps it on free, so RSS follows live memory.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPOSITORY)
     line = next((x for x in done.stdout.splitlines() if x.startswith("PEAK ")), None)
     if done.returncode or line is None:
         raise RuntimeError(f"peak memory of {name} failed:\n{done.stderr[-2000:]}")
@@ -616,8 +616,9 @@ def measure_data_pipeline(tokenizer, tag_ids: dict, count: int = 200) -> dict | 
     """Examples/s one worker makes (tokenise + noise) on the pretraining mixture of the shared data."""
     if not (SHARED_DATA / "mono").is_dir():
         return None
-    from swcm.data import ExampleSettings, PretrainExamples, SourceSpec, build_mixture, open_source
+    from swcm.data import ExampleSettings, PretrainExamples, build_mixture, open_source
     from swcm.noising import NoiseConfig
+    from swcm.recipe import SourceSpec
 
     specs = [
         SourceSpec(path=str(SHARED_DATA / "mono/ug.essays.jsonl"), task="dae", lang="ug", fields=["text"]),
@@ -1000,11 +1001,9 @@ def run(args: SpeedArgs) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from swcm.cli import add_dataclass_arguments, dataclass_args
+    from swcm.cli import parse_dataclass
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_arguments(parser, SpeedArgs, {"models": ("swcm", "bert2bert", "mbart")})
-    args = dataclass_args(SpeedArgs, parser.parse_args(argv))
+    args = parse_dataclass(SpeedArgs, argv, __doc__)
     run(args)
     print((Path(args.out) / "speed.md").read_text(encoding="utf-8"))
     return 0

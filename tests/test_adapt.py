@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from swcm.adapt import AdaptRecipe, MaskingConfig, adapt, mask_tokens, word_units
+from swcm.adapt import adapt, mask_tokens, word_units
 from swcm.cli import main
-from swcm.data import DataError
+from swcm.errors import RecipeError
+from swcm.recipe import AdaptRecipe, MaskingConfig
 
 MASK = 999
 VOCAB = np.arange(100, 200)
@@ -58,9 +59,9 @@ def test_word_units_follow_the_script_tokenizer():
 
 
 def test_masking_config_is_validated():
-    with pytest.raises(DataError, match="mask_ratio"):
+    with pytest.raises(RecipeError, match="mask_ratio"):
         MaskingConfig(mask_ratio=0.0)
-    with pytest.raises(DataError, match="sum"):
+    with pytest.raises(RecipeError, match="sum"):
         MaskingConfig(mask_token=0.8, random_token=0.3)
 
 
@@ -139,7 +140,7 @@ def test_adapt_cli_with_overrides_and_bad_sources(tiny_xlmr, tmp_path, capsys):
             }
         )
     )
-    assert main(["adapt", "--config", str(config), "--masking.whole_word", "true", "--mixed-precision", "fp32"]) == 0
+    assert main(["adapt", "--config", str(config), "--masking.whole_word", "true", "--mixed_precision", "fp32"]) == 0
     saved = json.loads((tmp_path / "adapt" / "recipe.json").read_text())
     assert saved["masking"]["whole_word"] is True
     bad = tmp_path / "bad.yaml"

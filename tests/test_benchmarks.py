@@ -1,30 +1,18 @@
 """Smoke runs of the benchmark programs at tiny sizes: they run end to end and write what they promise.
 (The measurements themselves are benchmarks/results/, made with `python benchmarks/*.py`.)"""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from benchmarks import ablations, speed
+from benchmarks import init_study as study
 
 from .conftest import SHARED_DATA
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     from swcm import SWCMForConditionalGeneration
 
-    speed = load("speed")
     agreement_model = tmp_path / "trained"
     model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(agreement_model)
@@ -80,60 +68,66 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     assert (tmp_path / "generation.png").stat().st_size > 0 and (tmp_path / "training.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
-def test_ablation_benchmark_smoke(tiny_xlmr, tmp_path):
-    ablations = load("ablations")
+def test_ablation_benchmark_runs_variants_over_seeds_on_the_quickstart(tiny_xlmr, tmp_path, capsys):
     args = ablations.AblationArgs(
+        variants=["xlm-swcm", "base-a", "no-dae"],
+        seeds=[0, 1],
+        steps=2,
         encoder=str(tiny_xlmr),
-        no_prune=True,
-        variants=["xlm-swcm", "no-dae"],
-        out=tmp_path / "out",
+        langs=["ug"],
+        precision="fp32",
         work=tmp_path / "work",
-        stage1_steps=2,
-        stage2_steps=2,
-        batch=4,
-        max_length=32,
-        mt_limit=20,
-        title_upsample=1,
-        title_test=2,
-        eval_limit=2,
-        max_new_tokens=4,
-        precision="no",
+        out=tmp_path / "out",
     )
-    report = ablations.run(args)
-    saved = json.loads((tmp_path / "out" / "ablations.json").read_text())
-    assert list(saved["variants"]) == ["xlm-swcm", "no-dae"]
-    for variant in saved["variants"].values():
-        sets = [r["set"] for r in variant["scores"]]
-        assert sets == [
-            "ntrex zh-ug",
-            "ntrex zh-kk",
-            "ntrex zh-mn",
-            "cmilbench zh-ug",
-            "cmilbench zh-mn",
-            "ug essay titles",
-        ]
-        assert all(r["n"] == 2 and r["heldout_loss"] > 0 for r in variant["scores"])
-        assert [r["step"] for r in variant["curves"]["pretrain"]] == [2]
-        assert [r["step"] for r in variant["curves"]["finetune"]] == [2]
-    # -DAE pretrains on translation only: its log has no denoising loss
-    assert saved["variants"]["no-dae"]["curves"]["pretrain"][0].get("loss_dae") is None
-    assert saved["variants"]["xlm-swcm"]["curves"]["pretrain"][0]["loss_dae"] > 0
-    recipe = (tmp_path / "work" / "no-dae" / "pretrain.yaml").read_text()
-    assert "tasks:\n- mt" in recipe
+    result = ablations.run(args)
+    assert result["trained"] == 6 and result["reused"] == 0
+    assert capsys.readouterr().out.count("reusing") == 5, "the first run's pruned encoder serves the others"
+    # each variant changes only what it names, through the quickstart's recipe
+    base_a = json.loads((tmp_path / "work" / "base-a-seed1" / "train" / "recipe.json").read_text())
+    no_dae = json.loads((tmp_path / "work" / "no-dae-seed0" / "train" / "recipe.json").read_text())
+    default = json.loads((tmp_path / "work" / "xlm-swcm-seed0" / "train" / "recipe.json").read_text())
+    assert (base_a["normal_every"], base_a["seed"], base_a["max_steps"]) == (0, 1, 2)
+    assert no_dae["tasks"] == ["mt"] and default["tasks"] == ["dae", "mt"] and default["normal_every"] == 3
+    # the models are deleted unless asked for; the reports stay
+    assert not (tmp_path / "work" / "base-a-seed1" / "train" / "final").exists()
+    summary = json.loads((tmp_path / "out" / "ablations.json").read_text())["summary"]
+    assert list(summary) == ["xlm-swcm", "base-a", "no-dae"]
+    assert all(len(e["chrf++"]["ug"]) == 2 and all(v > 0 for v in e["heldout_loss"]["ug"]) for e in summary.values())
     markdown = (tmp_path / "out" / "ablations.md").read_text()
-    assert "| xlm-swcm |" in markdown and "| no-dae |" in markdown
-    assert report["total_seconds"] > 0 and (tmp_path / "out" / "curves.png").is_file()
-    # --reuse evaluates the trained models again and keeps the first run's training times
-    again = ablations.run(ablations.AblationArgs(**{**vars(args), "reuse": True, "variants": ["no-dae"]}))
-    first = report["variants"]["no-dae"]
-    assert again["variants"]["no-dae"]["seconds"]["pretrain"] == pytest.approx(first["seconds"]["pretrain"], abs=0.1)
-    assert again["variants"]["no-dae"]["scores"][0]["heldout_loss"] == pytest.approx(first["scores"][0]["heldout_loss"])
+    assert "| base-a | 2 |" in markdown and "±" in markdown and "2 steps x 32 sequences" in markdown
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+    # --reuse keeps runs made with the same settings, and trains again those made with others
+    args.reuse, args.variants = True, ["base-a"]
+    assert ablations.run(args)["reused"] == 2
+    args.steps = 3
+    again = ablations.run(args)
+    assert again["trained"] == 2 and again["reused"] == 0
+
+
+def test_ablation_aggregates_reports_over_seeds(tmp_path):
+    result = ablations.summarise(
+        {
+            variant: {
+                seed: {
+                    "languages": {"ug": {"chrf++_after": chrf + seed, "heldout_loss_after": 3.0 - chrf / 100}},
+                    "heldout_curve": [{"step": 100, "heldout": 5.0 + seed}, {"step": 200, "heldout": 4.0 + seed}],
+                    "train_seconds": 60.0,
+                }
+                for seed in (0, 1)
+            }
+            for variant, chrf in (("xlm-swcm", 30.0), ("random-decoder", 20.0))
+        }
+    )
+    assert result["xlm-swcm"]["chrf++"]["ug"] == [30.0, 31.0] and result["xlm-swcm"]["curve"][200] == [4.0, 5.0]
+    payload = {"summary": result, "args": {"steps": 200}, "batch_size": 32, "trained": 0, "reused": 4}
+    payload["machine"] = {"date": "today", "cpu": "cpu", "threads": 2, "cpu_flags": ["avx2"]}
+    markdown = ablations.render(payload)
+    assert "| xlm-swcm | 2 | 30.50 ± 0.71 | 2.70 ± 0.00 | 1.0 |" in markdown
+    assert "| random-decoder | 2 | 20.50 ± 0.71 |" in markdown and "held-out @ 100" in markdown
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
 def test_init_study_smoke(tiny_xlmr, tmp_path):
-    study = load("init_study")
     args = study.StudyArgs(
         encoder=str(tiny_xlmr),
         no_prune=True,
@@ -174,23 +168,3 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     assert again["runs_trained"] == 0 and again["runs_reused"] == 2
     assert again["results"]["paper"] == payload["results"]["paper"]
     assert "2 reused from" in (tmp_path / "out" / "init_study.md").read_text()
-
-
-def test_quickstart_seeds_aggregates_reports(tmp_path):
-    seeds = load("quickstart_seeds")
-    for build, chrf in (("default", 30.0), ("random", 20.0)):
-        for seed in (0, 1):
-            folder = tmp_path / "work" / f"{build}-seed{seed}"
-            folder.mkdir(parents=True)
-            report = {
-                "languages": {"ug": {"chrf++_after": chrf + seed, "heldout_loss_after": 3.0 - chrf / 100}},
-                "heldout_curve": [{"step": 100, "heldout": 5.0 + seed}, {"step": 200, "heldout": 4.0 + seed}],
-            }
-            (folder / "report.json").write_text(json.dumps(report))
-    args = seeds.SeedsArgs(builds=["default", "random"], seeds=[0, 1], work=tmp_path / "work", out=tmp_path, reuse=True)
-    result = seeds.run(args)
-    assert result["trained"] == 0 and result["reused"] == 4
-    assert result["summary"]["default"]["chrf++"]["ug"] == [30.0, 31.0]
-    markdown = (tmp_path / "quickstart_seeds.md").read_text()
-    assert "| default | 2 | 30.50 ± 0.71 | 2.70 ± 0.00 |" in markdown and "| random | 2 | 20.50 ± 0.71 |" in markdown
-    assert "held-out @ 100" in markdown and (tmp_path / "curves.png").stat().st_size > 0

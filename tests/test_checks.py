@@ -10,18 +10,17 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swcm.adapt import AdaptRecipe
 from swcm.checks import coerce
-from swcm.cli import main
-from swcm.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+from swcm.cli import main, parse
+from swcm.recipe import RECIPES as RECIPE_CLASSES
 
 SOURCE = {"path": "mono.txt", "task": "dae", "lang": "ug"}
 TRAIN = {"path": "pairs.jsonl", "task": "translation", "tgt_lang": "ug", "src_field": "zh", "tgt_field": "ug"}
 # command -> (recipe class, a valid recipe that the bad value is put into)
 RECIPES = {
-    "pretrain": (PretrainRecipe, {"model": "enc", "sources": [SOURCE], "max_steps": 4}),
-    "finetune": (FinetuneRecipe, {"model": "m", "train": [TRAIN], "max_steps": 4}),
-    "adapt": (AdaptRecipe, {"model": "enc", "sources": [SOURCE], "max_steps": 4}),
+    "pretrain": (RECIPE_CLASSES["pretrain"], {"model": "enc", "sources": [SOURCE], "max_steps": 4}),
+    "finetune": (RECIPE_CLASSES["finetune"], {"model": "m", "train": [TRAIN], "max_steps": 4}),
+    "adapt": (RECIPE_CLASSES["adapt"], {"model": "enc", "sources": [SOURCE], "max_steps": 4}),
 }
 
 
@@ -29,32 +28,34 @@ def test_yaml_strings_that_are_numbers_become_numbers(tmp_path):
     path = tmp_path / "recipe.yaml"
     # YAML reads 3e-4 (no dot) as a string: the common trap
     path.write_text("model: m\nmax_steps: '10'\nlr: 3e-4\nepochs: null\ntrain:\n  - " + str(TRAIN) + "\n")
-    recipe = load_recipe(path, [], FinetuneRecipe)
+    _, recipe, _ = parse(["finetune", "--config", str(path)])
     assert recipe.lr == 3e-4 and isinstance(recipe.lr, float)
     assert recipe.max_steps == 10 and isinstance(recipe.max_steps, int)
     assert coerce(4.0, int, "x") == 4 and coerce("yes", bool, "x") is True and coerce(None, float | None, "x") is None
 
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    "command, field, value, message",
     [
-        ("max_steps", "ten", "max_steps: expected a whole number, got 'ten'"),
-        ("max_steps", 4.5, "max_steps: expected a whole number, got 4.5"),  # ran 5 steps before
-        ("lr", math.nan, "lr: expected a finite number, got nan"),
-        ("lr", -3e-4, "lr: must be >= 0, got -0.0003"),
-        ("lr", 0, "lr: must be > 0, got 0"),
-        ("tasks", [], "tasks: needs at least one item, got []"),
-        ("noise", {"mask_ratio": "x"}, "noise.mask_ratio: expected a number, got 'x'"),
-        ("train", [{**TRAIN, "limit": -2}], "train[0].limit: must be >= 0, got -2"),
-        ("train", [{**TRAIN, "shuffle": True}], "train[0]: unknown field(s) ['shuffle']"),
+        ("finetune", "max_steps", "ten", "max_steps: expected int or null; got 'ten'"),
+        ("finetune", "max_steps", 4.5, "max_steps: expected int or null; got '4.5'"),  # ran 5 steps once
+        ("finetune", "lr", math.nan, "lr: expected a finite number, got nan"),
+        ("finetune", "lr", -3e-4, "lr: must be >= 0, got -0.0003"),
+        ("finetune", "lr", 0, "lr: must be > 0, got 0"),
+        ("finetune", "decoder_init", "copied", "decoder_init: expected one of shared, random; got 'copied'"),
+        ("finetune", "sources", [SOURCE], "sources: unknown field (see --help)"),  # fine-tuning has no sources
+        ("pretrain", "tasks", [], "tasks: needs at least one item, got []"),
+        ("pretrain", "noise", {"mask_ratio": "x"}, "noise.mask_ratio: expected float; got 'x'"),
+        ("finetune", "train", [{**TRAIN, "limit": -2}], "train[0]: train file pairs.jsonl: limit: must be >= 0"),
+        ("finetune", "train", [{**TRAIN, "shuffle": True}], "train: unknown field 'shuffle'"),
     ],
 )
-def test_a_bad_value_is_one_line_naming_the_field(tmp_path, capsys, field, value, message):
+def test_a_bad_value_is_one_line_naming_the_field(tmp_path, capsys, command, field, value, message):
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({**RECIPES["finetune"][1], field: value}), encoding="utf-8")
-    assert main(["finetune", "--config", str(path)]) == 2
+    path.write_text(yaml.safe_dump({**RECIPES[command][1], field: value}), encoding="utf-8")
+    assert main([command, "--config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"swcm finetune: error: {path}: {message}"), err
+    assert err.count("\n") == 1 and err.startswith(f"swcm {command}: error: {message}"), err
 
 
 def _field_kinds(cls) -> dict[str, object]:
@@ -80,6 +81,8 @@ def _bad_values(annotation) -> st.SearchStrategy:
         return st.one_of(st.integers(), st.floats(allow_nan=True), containers)
     if typing.get_origin(kind) is list:
         return st.one_of(st.just([]), st.sampled_from(["ug", 5, {"a": 1}]))
+    if typing.get_origin(kind) is typing.Literal:
+        return st.sampled_from(["bogus", 5, [1]])
     if typing.get_origin(kind) is dict:
         return st.sampled_from(["bo", [1], {"bo": "many"}, {"bo": -3}])
     return st.nothing()
@@ -89,8 +92,8 @@ def _cases():
     cases = []
     for command, (cls, _) in RECIPES.items():
         for name, annotation in _field_kinds(cls).items():
-            if name == "model" or (cls is FinetuneRecipe and name == "sources"):
-                continue  # model: any text; sources: unused by fine-tuning
+            if name == "model":
+                continue  # any text
             cases.append((command, name, annotation))
     return cases
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-import swcm  # noqa: F401  (registers the Auto classes)
+import swcm.modeling_swcm  # noqa: F401  (registers the Auto classes)
 from swcm.cli import main
 
 
@@ -32,15 +32,15 @@ def test_build_ablation_switches(tiny_xlmr, tmp_path, capsys):
         str(tiny_xlmr),
         "--out",
         str(tmp_path / "m"),
-        "--normal-every",
+        "--normal_every",
         "1",
-        "--decoder-init",
+        "--decoder_init",
         "random",
-        "--normal-init",
+        "--normal_init",
         "copy-previous",
-        "--tie-lm-head",
-        "--lang-tags",
-        "bo,fr",
+        "--tie_lm_head",
+        "--lang_tags",
+        "[bo,fr]",
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -127,13 +127,15 @@ def test_a_tokenizer_of_other_weights_is_refused(tiny_xlmr, tiny_bert, tmp_path,
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--num-beams", "0", "--num-beams: must be > 0, got 0"),
-        ("--max-new-tokens", "-1", "--max-new-tokens: must be >= 0, got -1"),
-        ("--batch-size", "0", "--batch-size: must be > 0, got 0"),
+        ("--num_beams", "0", "num_beams: must be > 0, got 0"),
+        ("--max_new_tokens", "-1", "max_new_tokens: must be >= 0, got -1"),
+        ("--batch_size", "0", "batch_size: must be > 0, got 0"),
+        ("--num_beams", "two", "num_beams: expected int; got 'two'"),
+        ("--quantize", "int4", "quantize: expected one of none, int8; got 'int4'"),
     ],
 )
 def test_decoding_options_are_checked_up_front(tiny_model, tmp_path, capsys, flag, value, message):
-    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(tmp_path / "none.txt")]
+    args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug", "--input", str(tmp_path / "none.txt")]
     assert main([*args, flag, value]) == 2
     assert _one_line(capsys, "generate").endswith(message)
 
@@ -147,12 +149,12 @@ def test_generate_checks_its_paths_and_model_before_generating(tiny_model, tmp_p
     monkeypatch.setattr(swcm.generation, "generate_texts", never)
     source = tmp_path / "in.txt"
     source.write_text("中文\n", encoding="utf-8")
-    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(source)]
+    args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug", "--input", str(source)]
     assert main([*args, "--output", str(tmp_path / "missing" / "out.txt")]) == 2
     assert f"folder {tmp_path / 'missing'} does not exist" in _one_line(capsys, "generate")
     assert main([*args[:-1], str(tmp_path / "absent.txt")]) == 2
     assert "absent.txt: no such file" in _one_line(capsys, "generate")
-    assert main(["generate", "--model", str(tmp_path / "nomodel"), "--tgt-lang", "ug", "--input", str(source)]) == 2
+    assert main(["generate", "--model", str(tmp_path / "nomodel"), "--tgt_lang", "ug", "--input", str(source)]) == 2
     assert "not a model folder (no config.json)" in _one_line(capsys, "generate")
     source.write_bytes("中文\n".encode() + b"\xff\xfe broken\n")
     assert main(args) == 2
@@ -166,7 +168,7 @@ def test_a_damaged_weights_file_is_one_line(tiny_model, tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     source = tmp_path / "in.txt"
     source.write_text("中文\n", encoding="utf-8")
-    assert main(["generate", "--model", str(damaged), "--tgt-lang", "ug", "--input", str(source)]) == 2
+    assert main(["generate", "--model", str(damaged), "--tgt_lang", "ug", "--input", str(source)]) == 2
     assert "model.safetensors) is damaged or incomplete" in _one_line(capsys, "generate")
 
 
@@ -174,8 +176,8 @@ def test_generate_counts_the_inputs_it_cuts(tiny_model, tmp_path, capsys):
     source = tmp_path / "in.txt"
     source.write_text("中文\n" + "世界 " * 5000 + "\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    args = ["generate", "--model", str(tiny_model), "--tgt-lang", "ug", "--input", str(source), "--output", str(out)]
-    assert main([*args, "--num-beams", "1", "--max-new-tokens", "2"]) == 0
+    args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug", "--input", str(source), "--output", str(out)]
+    assert main([*args, "--num_beams", "1", "--max_new_tokens", "2"]) == 0
     err = capsys.readouterr().err
     assert "1 input line(s) longer than the model's" in err and f"(first: {source}:2)" in err
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
@@ -188,12 +190,49 @@ def test_evaluate_checks_every_language_first_and_keeps_each_as_it_finishes(tiny
     data.write_text("".join(json.dumps({"zh": z, "ug": "سالام"}, ensure_ascii=False) + "\n" for z in "中文世"))
     out = tmp_path / "report"
     args = ["evaluate", "--model", str(tiny_model), "--data", str(tmp_path / "pairs.{lang}.jsonl")]
-    args += ["--task", "translation", "--out", str(out), "--num-beams", "1", "--max-new-tokens", "2"]
-    assert main([*args, "--tgt-langs", "ug,kk"]) == 2
+    args += ["--task", "translation", "--out", str(out), "--num_beams", "1", "--max_new_tokens", "2"]
+    assert main([*args, "--tgt_langs", "ug"]) == 2
+    assert _one_line(capsys, "evaluate").endswith("tgt_langs: expected a list (on the command line: [a,b]); got 'ug'")
+    assert main([*args, "--tgt_langs", "[ug,kk]"]) == 2
     assert "pairs.kk.jsonl (for kk) not found" in _one_line(capsys, "evaluate")
     assert not out.exists(), "nothing generated before every file was found"
-    assert main([*args, "--tgt-langs", "ug", "--limit", "0"]) == 2
-    assert _one_line(capsys, "evaluate").endswith("--limit: must be > 0, got 0")
-    assert main([*args, "--tgt-langs", "ug", "--limit", "2"]) == 0
+    assert main([*args, "--tgt_langs", "[ug]", "--limit", "0"]) == 2
+    assert _one_line(capsys, "evaluate").endswith("limit: must be > 0, got 0")
+    assert main([*args, "--tgt_langs", "[ug]", "--limit", "2"]) == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [row["n"] for row in report["results"]] == [2]
+
+
+def test_the_command_line_starts_without_torch_and_answers_help(tmp_path):
+    code = "import sys, swcm.cli; sys.exit(1 if 'torch' in sys.modules or 'transformers' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0, "swcm.cli imported torch"
+    done = subprocess.run([sys.executable, "-m", "swcm.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "quickstart" in done.stdout and "pretrain" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "swcm.cli", "pretrain", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--noise.mask_ratio" in done.stdout and "Share of tokens covered by masked spans" in done.stdout
+
+
+def test_a_config_file_and_later_flags_make_the_command(tmp_path):
+    from swcm.cli import parse
+
+    config = tmp_path / "generate.yaml"
+    config.write_text("model: m\ntgt_lang: bo\nnum_beams: 3\nconstrain_script: true\n", encoding="utf-8")
+    name, args, _ = parse(["generate", "--config", str(config), "--num_beams", "1"])
+    assert name == "generate" and (args.tgt_lang, args.num_beams, args.constrain_script) == ("bo", 1, True)
+    name, args, _ = parse(
+        ["vocab", "extend", "--model", "m", "--corpus", "[a.txt,b.txt]", "--lang", "bo"] + ["--size", "8", "--out", "o"]
+    )
+    assert name == "vocab extend" and args.corpus == ["a.txt", "b.txt"]
+
+
+def test_benchmarks_parse_their_arguments_like_the_commands(capsys):
+    from benchmarks.ablations import AblationArgs
+
+    from swcm.cli import parse_dataclass
+
+    args = parse_dataclass(AblationArgs, ["--variants", "[x1,x6]", "--steps", "20", "--precision", "fp32"])
+    assert args.variants == ["x1", "x6"] and args.steps == 20
+    with pytest.raises(SystemExit, match="precision: expected one of auto, bf16, fp16, fp32; got 'fp64'"):
+        parse_dataclass(AblationArgs, ["--precision", "fp64"])

@@ -3,7 +3,7 @@ import torch
 from transformers import XLMRobertaConfig
 
 from swcm import SWCMConfig, SWCMForConditionalGeneration, decoder_layer_types
-from swcm.cli import layout_string
+from swcm.configuration_swcm import layout_string
 
 
 def test_paper_layout_for_12_layer_encoder():

@@ -7,16 +7,16 @@ from torch.utils.data import DataLoader
 
 from swcm import SWCMForConditionalGeneration
 from swcm.data import (
-    DataError,
     ExampleSettings,
     MicroBatchStream,
     PretrainExamples,
-    SourceSpec,
     build_mixture,
     open_source,
     temperature_probabilities,
 )
+from swcm.errors import DataError, RecipeError
 from swcm.noising import NoiseConfig
+from swcm.recipe import SourceSpec
 
 
 def write_jsonl(path, rows):
@@ -124,9 +124,9 @@ def test_malformed_lines_name_file_and_line_or_are_counted(tmp_path):
 
 
 def test_bad_source_descriptions(tmp_path):
-    with pytest.raises(DataError, match="a dae source needs `lang`"):
+    with pytest.raises(RecipeError, match="a dae source needs `lang`"):
         SourceSpec(path="x.jsonl", task="dae")
-    with pytest.raises(DataError, match="an mt source needs `langs: \\[src, tgt\\]`"):
+    with pytest.raises(RecipeError, match="an mt source needs `langs: \\[src, tgt\\]`"):
         SourceSpec(path="x.jsonl", task="mt", langs=["zh"])
     with pytest.raises(DataError, match="no such file"):
         open_source(SourceSpec(path=str(tmp_path / "missing*.jsonl"), task="dae", lang="bo"), False, None)

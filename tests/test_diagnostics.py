@@ -59,7 +59,7 @@ def test_the_default_gated_start_is_less_collapsed_than_the_papers(tiny_xlmr):
 
 
 def test_build_prints_the_decoder_start_and_writes_a_summary(tiny_xlmr, tmp_path, capsys):
-    assert main(["build", "--encoder", str(tiny_xlmr), "--out", str(tmp_path / "m"), "--decoder-gate-init", "0.5"]) == 0
+    assert main(["build", "--encoder", str(tiny_xlmr), "--out", str(tmp_path / "m"), "--decoder_gate_init", "0.5"]) == 0
     printed = capsys.readouterr().out
     assert "decoder start: top-state cosine" in printed
     summary = json.loads((tmp_path / "m" / "build.json").read_text())

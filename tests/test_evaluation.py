@@ -4,8 +4,9 @@ import pytest
 
 from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
-from swcm.data import DataError
-from swcm.tasks import TaskSpec, mrc_sources, read_task_file
+from swcm.errors import DataError, RecipeError
+from swcm.recipe import TaskSpec
+from swcm.tasks import mrc_sources, read_task_file
 
 from .test_data import write_jsonl
 
@@ -60,7 +61,7 @@ def test_task_file_errors_name_file_and_line(tmp_path):
         nested, TaskSpec(task="summarization", tgt_lang="kk", text_field="kk.body", summary_field="kk.headline")
     )
     assert (data.examples[0].source, data.examples[0].references) == ("қазақ тілі", ["Қазақ"])
-    with pytest.raises(DataError, match="translation needs src_field and tgt_field"):
+    with pytest.raises(RecipeError, match="translation needs src_field and tgt_field"):
         TaskSpec(task="translation", tgt_lang="ug")
 
 
@@ -77,13 +78,13 @@ def test_evaluate_cli_writes_one_row_per_language_and_task(model_dir, tmp_path, 
         str(data),
         "--task",
         "translation",
-        "--tgt-langs",
-        "ug,bo",
+        "--tgt_langs",
+        "[ug,bo]",
         "--out",
         str(out),
-        "--num-beams",
+        "--num_beams",
         "2",
-        "--max-new-tokens",
+        "--max_new_tokens",
         "4",
     ]
     assert main(args) == 0
@@ -96,5 +97,5 @@ def test_evaluate_cli_writes_one_row_per_language_and_task(model_dir, tmp_path, 
     )
     predictions = (out / "predictions" / "translation.bo.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(predictions) == 3 and json.loads(predictions[0])["references"] == ["བོད་ཡིག"]
-    assert main([*args[:8], "ug,fr", *args[9:]]) == 2
-    assert "model has no language tag for ['fr']" in capsys.readouterr().err
+    assert main([*args[:8], "[ug,fr]", *args[9:]]) == 2
+    assert "model has no language tag <fr>; its tags: ['bo', 'kk', 'mn', 'ug', 'zh']" in capsys.readouterr().err

@@ -8,7 +8,8 @@ import torch
 from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
 from swcm.generation import allowed_tokens, generate_texts
-from swcm.metrics import off_target_rate, script_of
+from swcm.languages import script_of
+from swcm.metrics import off_target_rate
 from swcm.tokenization import encode_targets
 
 SOURCES = ["中文新闻", "世界", "你好 中文", "新闻 世界 中文"]
@@ -71,17 +72,17 @@ def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path,
         "generate",
         "--model",
         str(model_dir),
-        "--tgt-lang",
+        "--tgt_lang",
         "bo",
         "--input",
         str(source),
         "--output",
         str(out),
-        "--num-beams",
+        "--num_beams",
         "1",
-        "--max-new-tokens",
+        "--max_new_tokens",
         "4",
-        "--constrain-script",
+        "--constrain_script",
     ]
     assert main(args) == 0
     lines = out.read_text(encoding="utf-8").splitlines()
@@ -90,9 +91,9 @@ def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path,
     source.write_text("中文\n\n世界\n", encoding="utf-8")
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == (
-        f"swcm generate: error: {source}:2: empty input line (1 in all; --skip-empty answers them empty)"
+        f"swcm generate: error: {source}:2: empty input line (1 in all; --skip_empty answers them empty)"
     ), "fails before loading the model"
-    assert main([*args, "--skip-empty"]) == 0
+    assert main([*args, "--skip_empty"]) == 0
     assert out.read_text(encoding="utf-8").splitlines()[1] == ""
     assert "1 empty input line(s)" in capsys.readouterr().err
     assert main([*args[:4], "fr", *args[5:]]) == 2
@@ -105,11 +106,11 @@ def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path,
             "generate",
             "--model",
             str(model_dir),
-            "--tgt-lang",
+            "--tgt_lang",
             "bo",
-            "--num-beams",
+            "--num_beams",
             "1",
-            "--max-new-tokens",
+            "--max_new_tokens",
             "3",
         ],
         input="中文\n世界\n",
@@ -173,8 +174,8 @@ def test_generate_cli_int8_says_what_it_chose(falls_back_to_chinese, tmp_path, c
     source = tmp_path / "in.txt"
     source.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    args = ["generate", "--model", str(model_dir), "--tgt-lang", "bo", "--input", str(source), "--output", str(out)]
-    assert main([*args, "--num-beams", "1", "--max-new-tokens", "4", "--quantize", "int8"]) == 0
+    args = ["generate", "--model", str(model_dir), "--tgt_lang", "bo", "--input", str(source), "--output", str(out)]
+    assert main([*args, "--num_beams", "1", "--max_new_tokens", "4", "--quantize", "int8"]) == 0
     assert "swcm generate: int8: " in capsys.readouterr().err
     assert len(out.read_text(encoding="utf-8").splitlines()) == 4
     assert main([*args, "--quantize", "int8", "--precision", "bf16"]) == 2

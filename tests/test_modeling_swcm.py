@@ -56,6 +56,23 @@ def test_step_by_step_decoding_with_cache_matches_full_forward(built):
     torch.testing.assert_close(torch.cat([first, rest], 1), full, atol=1e-4, rtol=1e-4)
 
 
+def test_eager_and_sdpa_attention_give_the_same_logits_with_and_without_cache(built, tmp_path):
+    model, tokenizer = built
+    model.save_pretrained(tmp_path / "m")
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    ids = model.prepare_decoder_input_ids_from_labels(encode_targets(tokenizer, ["中文 བོད", "ab", "ئۇ", "қа"], "bo"))
+    eager = SWCMForConditionalGeneration.from_pretrained(tmp_path / "m", attn_implementation="eager").eval()
+    assert eager.config._attn_implementation == "eager" and model.config._attn_implementation == "sdpa"
+    # no padding mask: causality comes from sdpa's flag in one, from the mask in the other
+    unmasked = {"input_ids": batch["input_ids"], "decoder_input_ids": ids.clamp(min=0)}
+    torch.testing.assert_close(eager(**unmasked).logits, model(**unmasked).logits, atol=1e-4, rtol=1e-4)
+    masked = {**batch, "decoder_input_ids": ids.clamp(min=0), "decoder_attention_mask": (ids >= 0).long()}
+    torch.testing.assert_close(eager(**masked).logits, model(**masked).logits, atol=1e-4, rtol=1e-4)
+    for num_beams in (1, 3):
+        settings = {"tgt_lang": "bo", "num_beams": num_beams, "max_new_tokens": 6, "do_sample": False}
+        assert torch.equal(eager.generate(**batch, **settings), model.generate(**batch, **settings))
+
+
 @pytest.mark.parametrize("num_beams", [1, 4])
 def test_generation_identical_with_and_without_cache(built, num_beams):
     model, tokenizer = built

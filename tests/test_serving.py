@@ -244,7 +244,7 @@ def test_demo_page_end_to_end_in_headless_chromium(model_dir, tmp_path):
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user_data_dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
     with running_server(create_app(generator)) as url:

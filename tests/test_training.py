@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from swcm.recipe import load_recipe
+from swcm.cli import parse
 
 from .test_data import write_jsonl
 
@@ -37,7 +37,7 @@ def recipe_file(tiny_xlmr, tmp_path_factory):
         "micro_batch": 4,
         "max_length": 32,
         "lr": 1e-3,
-        "mixed_precision": "no",
+        "mixed_precision": "fp32",
         "num_workers": 1,
         "save_every": 4,
         "keep_checkpoints": 3,
@@ -84,6 +84,12 @@ def test_uninterrupted_run_writes_logs_plot_checkpoints_and_model(uninterrupted)
         "step-00000012",
     ]
     assert (uninterrupted / "final" / "model.safetensors").is_file()
+    # the model card: the starting point untrained, the final model with this run as its training stage
+    initial = (uninterrupted / "initial" / "README.md").read_text(encoding="utf-8")
+    final = (uninterrupted / "final" / "README.md").read_text(encoding="utf-8")
+    assert initial.startswith("---\nlanguage: [") and "Not trained yet" in initial
+    assert "1. **pretraining**" in final and "12 x 8 sequences" in final and "- tasks: dae, mt" in final
+    assert "kk.jsonl" in final and "precision: fp32" in final
 
 
 def test_sigkill_and_resume_follow_the_uninterrupted_loss_curve(recipe_file, uninterrupted, tmp_path):
@@ -98,7 +104,7 @@ def test_sigkill_and_resume_follow_the_uninterrupted_loss_curve(recipe_file, uni
             str(recipe_file),
             "--out",
             str(out),
-            "--save-every",
+            "--save_every",
             "3",
         ],
         stdout=subprocess.DEVNULL,
@@ -114,7 +120,7 @@ def test_sigkill_and_resume_follow_the_uninterrupted_loss_curve(recipe_file, uni
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "final").exists(), "killed before the end"
-    result = run(recipe_file, out, "--save-every", "3", "--resume")
+    result = run(recipe_file, out, "--save_every", "3", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout
     expected, got = losses(uninterrupted), losses(out)
@@ -146,7 +152,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(recipe_f
     from .conftest import save_tiny_xlmr
 
     encoder = save_tiny_xlmr(tmp_path / "encoder", dropout=0.0)
-    args = ("--model", str(encoder), "--num-workers", "0", "--max-steps", "6")
+    args = ("--model", str(encoder), "--num_workers", "0", "--max_steps", "6")
     single = run(recipe_file, tmp_path / "one", *args)
     assert single.returncode == 0, single.stderr[-3000:]
     launcher = (
@@ -170,26 +176,34 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(recipe_f
 @pytest.mark.parametrize(("tasks", "absent"), [("mt", "loss_dae"), ("dae", "loss_mt")])
 def test_ablation_switches_turn_an_objective_off(recipe_file, tmp_path, tasks, absent):
     out = tmp_path / tasks
-    result = run(recipe_file, out, "--tasks", tasks, "--max-steps", "3", "--num-workers", "0")
+    result = run(recipe_file, out, "--tasks", f"[{tasks}]", "--max_steps", "3", "--num_workers", "0")
     assert result.returncode == 0, result.stderr[-3000:]
     assert all(r[absent] is None for r in losses(out))
 
 
-def test_recipe_overrides_and_errors(recipe_file):
+def load_recipe(path, flags=(), command="pretrain"):
+    """The recipe `swcm COMMAND --config PATH FLAGS` runs."""
+    return parse([command, "--config", str(path), *flags])[1]
+
+
+def test_recipe_overrides_and_errors(recipe_file, capsys):
+    from jsonargparse import ArgumentError
+
+    from swcm.cli import main
+    from swcm.errors import RecipeError
+
     recipe = load_recipe(
         recipe_file,
-        ["--lr", "3e-4", "--noise.mask_ratio", "0.2", "--tasks", "mt", "--epochs", "2", "--max-steps", "none"],
+        ["--lr", "3e-4", "--noise.mask_ratio", "0.2", "--tasks", "[mt]", "--epochs", "2", "--max_steps", "null"],
     )
     assert recipe.lr == 3e-4 and recipe.noise.mask_ratio == 0.2 and recipe.tasks == ["mt"] and recipe.epochs == 2.0
     assert recipe.total_steps(usable_lines=100) == 25  # 2 epochs x 100 lines / 8 per step
-    from swcm.data import DataError
-
-    with pytest.raises(DataError, match="unknown recipe field 'learning_rate'"):
-        load_recipe(recipe_file, ["--learning-rate", "1"])
-    with pytest.raises(DataError, match="--lr: expected float, got 'fast'"):
-        load_recipe(recipe_file, ["--lr", "fast"])
-    with pytest.raises(DataError, match="global_batch 8 is not a multiple of micro_batch 3 x 1 processes"):
-        load_recipe(recipe_file, ["--micro-batch", "3"]).accumulation(1)
+    with pytest.raises(ArgumentError, match="learning_rate"):
+        load_recipe(recipe_file, ["--learning_rate", "1"])
+    assert main(["pretrain", "--config", str(recipe_file), "--lr", "fast"]) == 2
+    assert capsys.readouterr().err == "swcm pretrain: error: lr: expected float; got 'fast'\n"
+    with pytest.raises(RecipeError, match="global_batch 8 is not a multiple of micro_batch 3 x 1 processes"):
+        load_recipe(recipe_file, ["--micro_batch", "3"]).accumulation(1)
     bad = recipe_file.parent / "bad.yaml"
     bad.write_text(recipe_file.read_text().replace("kk.jsonl", "missing.jsonl"))
     result = run(bad, recipe_file.parent / "never")
@@ -240,7 +254,7 @@ def test_finetune_translation_summarization_and_mrc(tiny_xlmr, tmp_path):
         "micro_batch": 4,
         "max_length": 24,
         "lr": 1e-3,
-        "mixed_precision": "no",
+        "mixed_precision": "fp32",
         "num_workers": 0,
         "save_every": 100,
         "log_every": 1,
@@ -271,14 +285,12 @@ def test_finetune_translation_summarization_and_mrc(tiny_xlmr, tmp_path):
 def test_the_finetuning_recipes_load():
     from pathlib import Path
 
-    from swcm.recipe import FinetuneRecipe
-
     folder = Path(__file__).resolve().parents[1] / "recipes"
-    mt = load_recipe(folder / "finetune-mt-cpu.yaml", cls=FinetuneRecipe)
+    mt = load_recipe(folder / "finetune-mt-cpu.yaml", command="finetune")
     assert [f.tgt_lang for f in mt.train] == ["ug", "kk", "mn", "bo"] and all(f.both_directions for f in mt.train)
-    transfer = load_recipe(folder / "crosslingual-transfer.yaml", cls=FinetuneRecipe)
+    transfer = load_recipe(folder / "crosslingual-transfer.yaml", command="finetune")
     assert [f.limit for f in transfer.train] == [None, 100, 100, 100, 100]
-    zero_shot = load_recipe(folder / "crosslingual-transfer.yaml", cls=FinetuneRecipe)
+    zero_shot = load_recipe(folder / "crosslingual-transfer.yaml", command="finetune")
     for f in zero_shot.train[1:]:
         f.limit = 0  # k = 0: Chinese only
     assert sum(f.limit == 0 for f in zero_shot.train) == 4
@@ -294,7 +306,7 @@ def test_encoder_and_gates_get_their_own_rates_and_encoder_lr_zero_freezes(recip
 
     model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, lang_tags=("kk", "ug", "mn", "zh"))
     names = {id(p): n for n, p in model.named_parameters()}
-    recipe = load_recipe(recipe_file, ["--encoder-lr", "1e-4"])
+    recipe = load_recipe(recipe_file, ["--encoder_lr", "1e-4"])
     groups = parameter_groups(model, recipe)
     assert sum(len(g["params"]) for g in groups) == len(names), "every parameter in exactly one group"
     assert any(n.endswith("_gate") for n in names.values()), "the default shared build has gates"
@@ -310,16 +322,16 @@ def test_encoder_and_gates_get_their_own_rates_and_encoder_lr_zero_freezes(recip
             for p in group["params"]
         }
         assert decays == {group["weight_decay"] > 0}
-    rates = {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file, ["--gate-lr-scale", "3"]))}
+    rates = {g["lr"] for g in parameter_groups(model, load_recipe(recipe_file, ["--gate_lr_scale", "3"]))}
     assert rates == {recipe.lr, 3 * recipe.lr}
 
     with pytest.raises(RecipeError, match="encoder_lr: must be >= 0"):
-        load_recipe(recipe_file, ["--encoder-lr", "-1"])
+        load_recipe(recipe_file, ["--encoder_lr", "-1"])
     with pytest.raises(RecipeError, match="gate_lr_scale: must be > 0"):
-        load_recipe(recipe_file, ["--gate-lr-scale", "0"])
+        load_recipe(recipe_file, ["--gate_lr_scale", "0"])
 
     out = tmp_path / "frozen"
-    result = run(recipe_file, out, "--encoder-lr", "0", "--max-steps", "3", "--save-every", "3")
+    result = run(recipe_file, out, "--encoder_lr", "0", "--max_steps", "3", "--save_every", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = load_file(out / "initial" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
     encoder = [k for k in before if k.startswith("model.encoder.")]
@@ -370,7 +382,7 @@ def test_a_used_out_folder_is_refused_unless_resumed_with_the_same_recipe_or_ove
     out = tmp_path / "used"
     shutil.copytree(uninterrupted, out)
     log, saved = (out / "log.jsonl").read_bytes(), (out / "recipe.json").read_bytes()
-    again = run(recipe_file, out, "--max-steps", "4")
+    again = run(recipe_file, out, "--max_steps", "4")
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (
         f"swcm pretrain: error: {out} already holds a run (log.jsonl, checkpoints, final); --resume continues it, "
@@ -380,7 +392,7 @@ def test_a_used_out_folder_is_refused_unless_resumed_with_the_same_recipe_or_ove
     assert changed.returncode == 2
     assert "--resume: the recipe differs from the run's" in changed.stderr and "lr: 0.001 -> 0.0003" in changed.stderr
     assert (out / "log.jsonl").read_bytes() == log and (out / "recipe.json").read_bytes() == saved, "nothing written"
-    fresh = run(recipe_file, out, "--overwrite", "--max-steps", "4")
+    fresh = run(recipe_file, out, "--overwrite", "--max_steps", "4")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert [r["step"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000004"], "the old run is gone"
@@ -395,7 +407,7 @@ def test_a_stop_signal_checkpoints_the_finished_step_and_resume_follows_the_curv
     flight finishes, a checkpoint of it is written, the exit code is 128 + signal; --resume then continues exactly."""
     out = tmp_path / "stopped"
     command = [sys.executable, "-m", "swcm.cli", "pretrain", "--config", str(recipe_file), "--out", str(out)]
-    command += ["--save-every", "100"]  # no periodic checkpoint: only the stop writes one
+    command += ["--save_every", "100"]  # no periodic checkpoint: only the stop writes one
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )
@@ -417,7 +429,7 @@ def test_a_stop_signal_checkpoints_the_finished_step_and_resume_follows_the_curv
     )
     assert "Traceback" not in err and not (out / "final").exists()
     assert [p.name for p in (out / "checkpoints").iterdir()] == [f"step-{step:08d}"]
-    result = run(recipe_file, out, "--save-every", "100", "--resume")
+    result = run(recipe_file, out, "--save_every", "100", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"at step {step}" in result.stdout
     for a, b in zip(losses(uninterrupted), losses(out), strict=True):

@@ -6,7 +6,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
-from swcm.vocab import CorpusError, extend_vocab, prune_vocab, read_corpus
+from swcm.errors import DataError
+from swcm.vocab import extend_vocab, prune_vocab, read_corpus
 
 from .conftest import SHARED_DATA
 
@@ -132,11 +133,11 @@ def test_tibetan_extension_on_real_text_brings_unk_below_one_percent(tmp_path, e
 def test_corpus_errors_name_file_and_line(tmp_path, swcm_dir, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": broken\n', encoding="utf-8")
-    with pytest.raises(CorpusError, match=rf"{bad}:2: invalid JSON"):
+    with pytest.raises(DataError, match=rf"{bad}:2: invalid JSON"):
         list(read_corpus([bad]))
-    with pytest.raises(CorpusError, match=rf"{bad}:1: missing field\(s\) \['title'\]"):
+    with pytest.raises(DataError, match=rf"{bad}:1: missing field\(s\) \['title'\]"):
         list(read_corpus([bad], fields=["title"]))
-    assert main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", f"[{bad}]", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == f"swcm vocab prune: error: {bad}:2: invalid JSON (Expecting value)"
 
 
@@ -144,7 +145,17 @@ def test_cli_prune_prints_before_and_after(swcm_dir, tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS), encoding="utf-8")
     assert (
-        main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", str(corpus), "--out", str(tmp_path / "o")]) == 0
+        main(["vocab", "prune", "--model", str(swcm_dir), "--corpus", f"[{corpus}]", "--out", str(tmp_path / "o")]) == 0
     )
     out = capsys.readouterr().out
     assert "| vocab |" in out and "| parameters |" in out and "texts_segmented_differently: 0" in out
+
+
+def test_corpus_patterns_expand_and_an_empty_one_is_an_error(tmp_path):
+    from swcm.vocab import corpus_files
+
+    for name in ("b.txt", "a.txt"):
+        (tmp_path / name).write_text("x\n", encoding="utf-8")
+    assert corpus_files([tmp_path / "*.txt"]) == [tmp_path / "a.txt", tmp_path / "b.txt"]
+    with pytest.raises(DataError, match=r"nothing\*\.jsonl: corpus pattern matches no file"):
+        corpus_files([tmp_path / "nothing*.jsonl"])

@@ -4,7 +4,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from swcm import SWCMForConditionalGeneration, copy_previous_plan, weight_sharing_plan
-from swcm.cli import layout_string
+from swcm.configuration_swcm import layout_string
 from swcm.weight_sharing import CUSTOM_LAYER_SOURCES, WeightMapError
 
 
@@ -234,7 +234,7 @@ def test_lm_head_from_the_encoders_mlm_head(tiny_xlmr, tmp_path):
 
 
 def test_default_shared_build_is_gated_and_the_random_baseline_is_not(tiny_xlmr):
-    from swcm.configuration_swcm import DEFAULT_GATE_INIT
+    from swcm.choices import DEFAULT_GATE_INIT
 
     shared = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
     assert shared.config.decoder_gate_init == DEFAULT_GATE_INIT == 0.02

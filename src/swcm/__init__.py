@@ -1,28 +1,37 @@
-"""swcm: XLM-SWCM, a text generator for extremely low-resource languages from a pretrained multilingual encoder."""
+"""swcm: XLM-SWCM, a text generator for extremely low-resource languages from a pretrained multilingual encoder.
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+`import swcm` is light. The model classes load torch and transformers on first use (`from swcm import
+SWCMForConditionalGeneration`), and loading them registers XLM-SWCM with transformers' Auto classes, so that
+`AutoModelForSeq2SeqLM.from_pretrained` opens saved models: the command line starts (and `swcm --help` answers)
+without loading either.
+"""
 
-from .configuration_swcm import SWCMConfig, decoder_layer_types
-from .modeling_swcm import SWCMForConditionalGeneration, SWCMModel, SWCMPreTrainedModel
-from .tokenization import DEFAULT_LANG_TAGS, add_lang_tags, encode_targets, lang_tag
-from .weight_sharing import copy_previous_plan, weight_sharing_plan
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-AutoConfig.register(SWCMConfig.model_type, SWCMConfig, exist_ok=True)
-AutoModel.register(SWCMConfig, SWCMModel, exist_ok=True)
-AutoModelForSeq2SeqLM.register(SWCMConfig, SWCMForConditionalGeneration, exist_ok=True)
+# public name -> the module that defines it
+_EXPORTS = {
+    "SWCMConfig": "configuration_swcm",
+    "decoder_layer_types": "configuration_swcm",
+    "SWCMForConditionalGeneration": "modeling_swcm",
+    "SWCMModel": "modeling_swcm",
+    "SWCMPreTrainedModel": "modeling_swcm",
+    "LANGS": "languages",
+    "lang_tag": "languages",
+    "add_lang_tags": "tokenization",
+    "encode_targets": "tokenization",
+    "copy_previous_plan": "weight_sharing",
+    "weight_sharing_plan": "weight_sharing",
+}
 
-__all__ = [
-    "DEFAULT_LANG_TAGS",
-    "SWCMConfig",
-    "SWCMForConditionalGeneration",
-    "SWCMModel",
-    "SWCMPreTrainedModel",
-    "add_lang_tags",
-    "copy_previous_plan",
-    "decoder_layer_types",
-    "encode_targets",
-    "lang_tag",
-    "weight_sharing_plan",
-]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

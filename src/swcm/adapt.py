@@ -14,7 +14,7 @@ are computed at the chosen positions only: a full-vocabulary projection of every
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import build_each, build_one, check_fields
-from .data import DataError, ExampleSettings, PretrainExamples, SourceSpec, build_mixture, open_source, split_sentences
+from .data import ExampleSettings, PretrainExamples, build_mixture, open_source, split_sentences
+from .errors import DataError
 from .metrics import ScriptTokenizer
-from .recipe import POSITIVE_FIELDS, StepsMixin
-
-
-@dataclass
-class MaskingConfig:
-    """What masked-language modelling hides (BERT's 15% with 80 / 10 / 10)."""
-
-    mask_ratio: float = 0.15
-    """Share of content tokens (or whole words) chosen for prediction."""
-    mask_token: float = 0.8
-    """Of the chosen, the share replaced by <mask>."""
-    random_token: float = 0.1
-    """Of the chosen, the share replaced by a random piece (the rest stay as they are)."""
-    whole_word: bool = False
-    """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
-
-    def __post_init__(self):
-        check_fields(self, shares=("mask_ratio",))
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise DataError(f"masking mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if self.mask_token < 0 or self.random_token < 0 or self.mask_token + self.random_token > 1.0:
-            raise DataError(
-                f"masking mask_token ({self.mask_token}) and random_token ({self.random_token}) must be >= 0 and sum "
-                "to at most 1"
-            )
+from .model_card import encoder_card_data, write_card
+from .recipe import AdaptRecipe, MaskingConfig, SourceSpec
 
 
 def mask_tokens(
@@ -153,9 +130,10 @@ class SparseMaskedLM(nn.Module):
 
     returns_token_losses = True
 
-    def __init__(self, mlm: nn.Module):
+    def __init__(self, mlm: nn.Module, source: str = "", languages: tuple[str, ...] = ()):
         super().__init__()
         self.mlm = mlm
+        self.source, self.languages = source, languages  # for the model card
 
     def forward(self, input_ids, attention_mask, labels):
         hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -170,70 +148,10 @@ class SparseMaskedLM(nn.Module):
         return self.mlm.config
 
     def save_pretrained(self, path, **kwargs):
+        """The encoder with its MLM head, and its model card (the training loop sets `training_record`)."""
         self.mlm.save_pretrained(path, **kwargs)
-
-
-@dataclass
-class AdaptRecipe(StepsMixin):
-    """Continued MLM pretraining of an encoder on monolingual sources (the CINO recipe)."""
-
-    model: str
-    """Encoder to adapt: a local folder, a hub id or packaged:NAME."""
-    sources: list[SourceSpec]
-    """Monolingual sources (task: dae, with lang); see SourceSpec."""
-    out: str = "runs/adapt"
-    """Output folder: final/ (the adapted encoder with its MLM head), checkpoints/, log.jsonl, report.json."""
-    prune_vocab: bool = False
-    """First prune the vocabulary to the pieces the sources use."""
-    extend: dict[str, int] = field(default_factory=dict)
-    """Languages whose vocabulary to extend first, with the sentencepiece size to train: e.g. {bo: 8000}."""
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
-    """What is masked."""
-    heldout_lines: int = 50
-    """Last usable lines of each source kept out of training, for the before / after report."""
-    alpha: float = 0.3
-    """Language sampling temperature: p ~ n^alpha over each language's bytes."""
-    max_length: int = 128
-    """Longest window in tokens."""
-    skip_bad_lines: bool = False
-    """Count and skip malformed lines instead of failing at the first (file:line)."""
-    num_workers: int = 1
-    """Dataloader workers."""
-    max_steps: int | None = None
-    """Optimizer steps; or set epochs."""
-    epochs: float | None = None
-    """Passes over the usable lines of the sources."""
-    global_batch: int = 64
-    """Sequences per optimizer step, over all processes."""
-    micro_batch: int = 16
-    """Sequences per forward pass on one process."""
-    lr: float = 1e-4
-    """Peak learning rate (AdamW, linear decay)."""
-    warmup_ratio: float = 0.06
-    """Share of steps warming up."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    grad_clip: float = 1.0
-    """Gradient norm clip."""
-    mixed_precision: str = "auto"
-    """auto (bf16 where the hardware has native bf16, fp16 on older CUDA, else fp32), bf16, fp16 or fp32."""
-    seed: int = 0
-    """Seed of the new head, data order and masking."""
-    save_every: int = 500
-    """Checkpoint every N steps (and at the end)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept."""
-    log_every: int = 10
-    """Log every N steps."""
-
-    def __post_init__(self):
-        self.sources = build_each(SourceSpec, self.sources, "sources")
-        self.masking = build_one(MaskingConfig, self.masking, "masking")
-        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=("sources",))
-        bad = [s.path for s in self.sources if s.task != "dae"]
-        if bad or not self.sources:
-            raise DataError(f"adapt takes monolingual sources (task: dae, lang: X); not: {bad or 'none given'}")
-        self.check_schedule()
+        stage = getattr(self, "training_record", None)
+        write_card(path, encoder_card_data(self.source, self.mlm.config, self.languages, stage))
 
 
 @torch.no_grad()
@@ -306,7 +224,7 @@ def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = No
         origin = "the checkpoint's own" if has_head else "new, decoder tied to the word embeddings"
         mixture = build_mixture(sources, recipe.alpha, 0.5, ["dae"])
         examples = MLMExamples(sources, mixture, tokenizer, recipe.max_length, recipe.masking, recipe.seed)
-        model = SparseMaskedLM(mlm)
+        model = SparseMaskedLM(mlm, encoder, tuple(sorted({s.spec.lang for s in sources})))
         state.update(model=model, tokenizer=tokenizer, heldout=heldout, origin=origin, encoder=encoder)
         state["before"] = (
             heldout_mlm(model, tokenizer, heldout, recipe.masking, recipe.seed, recipe.max_length) if heldout else {}

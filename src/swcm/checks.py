@@ -13,10 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-
-class RecipeError(ValueError):
-    """A recipe value of the wrong type or out of range; the message names the field."""
-
+from .errors import RecipeError
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -56,6 +53,11 @@ def coerce(value, annotation, name: str, signed: bool = False):
         return value
     if value is None:
         raise RecipeError(f"{name}: a value is required, got null")
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise RecipeError(f"{name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -94,12 +96,15 @@ def check_fields(
     shares: tuple[str, ...] = (),
     non_empty: tuple[str, ...] = (),
     signed: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> None:
-    """Coerce every field of the dataclass `obj` to its annotation, in place; numbers must be >= 0, those in
-    `positive` > 0, those in `shares` in [0, 1), those in `signed` may be negative; lists in `non_empty` need an
-    item. `where` prefixes field names."""
+    """Coerce every field of the dataclass `obj` (or those named in `only`) to its annotation, in place; numbers must
+    be >= 0, those in `positive` > 0, those in `shares` in [0, 1), those in `signed` may be negative; lists in
+    `non_empty` need an item. `where` prefixes field names."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
+        if only is not None and f.name not in only:
+            continue
         name = f"{where}{f.name}"
         value = coerce(getattr(obj, f.name), hints[f.name], name, signed=f.name in signed)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -129,10 +134,30 @@ def build_one(cls: type, value, name: str):
     unknown = sorted(set(value) - known)
     if unknown:
         raise RecipeError(f"{name}: unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise RecipeError(f"{name}: needs {', '.join(missing)}")
     try:
         return cls(**value)
     except RecipeError as err:
-        raise RecipeError(f"{name}.{err}") from None
+        raise RecipeError(f"{name}: {err}") from None
 
 
-__all__ = ["RecipeError", "build_each", "build_one", "check_fields", "coerce"]
+def own_fields(cls) -> tuple[str, ...]:
+    """The fields dataclass `cls` declares itself (not those of the parts it is combined with)."""
+    return tuple(name for name in cls.__dict__.get("__annotations__", {}) if not name.isupper())
+
+
+class CheckedPart:
+    """The end of the cooperative `__post_init__` chain of combined argument dataclasses: each part checks its own
+    fields (`check_fields(self, only=own_fields(Part))`), then calls `super().__post_init__()`."""
+
+    def __post_init__(self):
+        pass
+
+
+__all__ = ["CheckedPart", "RecipeError", "build_each", "build_one", "check_fields", "coerce", "own_fields"]

@@ -1,88 +1,40 @@
-"""Command line: build, vocab, adapt, pretrain, finetune, generate, evaluate, convert-release, serve, quickstart."""
+"""Command line: build, vocab, adapt, pretrain, finetune, generate, evaluate, convert-release, serve, quickstart.
+
+Built on jsonargparse, as litgpt is: each command's arguments are one dataclass (or a recipe), composed of parts
+whose fields carry one-line docstrings; every command takes `--config FILE.yaml`, nested fields as `--noise.mask_ratio`
+and lists as `--langs [ug,bo]`. This module imports no torch: each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
+import re
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import RecipeError, check_fields
-from .configuration_swcm import DECODER_INITS, DEFAULT_GATE_INIT, LM_HEAD_INITS, NORMAL_INITS, layout_string
-from .quickstart import QuickstartArgs, run_quickstart
-from .tokenization import DEFAULT_LANG_TAGS
+from .checks import CheckedPart, check_fields, own_fields
+from .choices import Precision, Quantize, Task
+from .errors import CheckpointError, DataError, RecipeError, SWCMError
+from .languages import MINORITY_LANGS
+from .quickstart import QuickstartArgs
+from .recipe import RECIPES, BuildArgs
 
 
-@dataclass
-class BuildArgs:
+@dataclass(kw_only=True)
+class BuildCommand(BuildArgs):
     """Arguments of `swcm build`."""
 
     encoder: str
-    """Pretrained encoder: a local directory or a hub id (XLM-R / BERT family)."""
+    """Pretrained encoder: a local directory, a hub id (XLM-R / BERT family) or packaged:NAME."""
     out: Path
     """Directory to write the model and tokenizer to."""
-    normal_every: int = 3
-    """Insert one normal layer after every N custom layers (0: none, the BASE-A ablation)."""
-    decoder_init: str = "shared"
-    """'shared': custom layers copy the encoder's layers (XLM-SWCM); 'random': nothing copied."""
-    normal_init: str = "random"
-    """'random', or 'copy-previous': each normal layer copies the custom layer before it (BASE-B)."""
-    tie_lm_head: bool = False
-    """Tie the LM head to the word embeddings (the paper unties them)."""
-    lm_head_init: str = "embeddings"
-    """LM head start: 'embeddings', 'mlm-head' (the encoder's masked-LM head, e.g. after swcm adapt) or 'random'."""
-    decoder_gate_init: float | None = DEFAULT_GATE_INIT
-    """Start of the learnable gate on every shared decoder sublayer (0: identity; none: the paper's ungated init)."""
-    lang_tags: str = ",".join(DEFAULT_LANG_TAGS)
-    """Comma-separated language codes whose tags (<bo> ...) are added to the vocabulary."""
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, choices: dict[str, Sequence[str]]) -> None:
-    docs = _field_docs(cls)
-    for f in fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        required = f.default is MISSING and f.default_factory is MISSING
-        kind = str(f.type).replace(" | None", "")
-        if kind == "bool":
-            parser.add_argument(flag, action="store_true", help=docs.get(f.name))
-            continue
-        default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
-        parser.add_argument(
-            flag,
-            type=_optional_float if str(f.type) == "float | None" else _ARG_TYPES.get(kind, str),
-            nargs="+" if kind.startswith("list[") else None,
-            required=required,
-            default=default,
-            choices=choices.get(f.name),
-            help=docs.get(f.name),
-        )
-
-
-_ARG_TYPES = {"int": int, "float": float, "Path": Path, "list[str]": str, "list[int]": int}
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "null") else float(text)
-
-
-def _field_docs(cls) -> dict[str, str]:
-    """The one-line docstrings written under each dataclass field."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value
-    return docs
-
-
-@dataclass
+@dataclass(kw_only=True)
 class PruneArgs:
     """Arguments of `swcm vocab prune`."""
 
@@ -97,8 +49,11 @@ class PruneArgs:
     fields: list[str] | None = None
     """jsonl fields to read (default: every string field)."""
 
+    def __post_init__(self):
+        check_fields(self, positive=("min_count",), non_empty=("corpus",))
 
-@dataclass
+
+@dataclass(kw_only=True)
 class ExtendArgs:
     """Arguments of `swcm vocab extend`."""
 
@@ -117,8 +72,11 @@ class ExtendArgs:
     fields: list[str] | None = None
     """jsonl fields to read (default: every string field)."""
 
+    def __post_init__(self):
+        check_fields(self, positive=("size",), shares=("heldout_fraction",), non_empty=("corpus",))
 
-@dataclass
+
+@dataclass(kw_only=True)
 class ConvertReleaseArgs:
     """Arguments of `swcm convert-release`."""
 
@@ -130,18 +88,24 @@ class ConvertReleaseArgs:
     """Directory for the converted model and tokenizer."""
 
 
-@dataclass
-class GenerateArgs:
-    """Arguments of `swcm generate`."""
+@dataclass(kw_only=True)
+class InferenceArgs(CheckedPart):
+    """How a model is put on the device for generation."""
 
-    model: Path
-    """An XLM-SWCM model directory (with its tokenizer)."""
-    tgt_lang: str
-    """Target language code; its tag starts every output."""
-    input: str = "-"
-    """Text file, one input per line, or - for standard input."""
-    output: str = "-"
-    """File to write, one output per line, or - for standard output."""
+    precision: Precision = "auto"
+    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
+    quantize: Quantize = "none"
+    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
+
+    def __post_init__(self):
+        check_fields(self, only=own_fields(InferenceArgs))
+        super().__post_init__()
+
+
+@dataclass(kw_only=True)
+class DecodingArgs(CheckedPart):
+    """How outputs are searched for (generation.generate_texts takes these by name)."""
+
     num_beams: int = 5
     """Beam size (1: greedy)."""
     max_new_tokens: int = 128
@@ -154,26 +118,44 @@ class GenerateArgs:
     """Inputs per batch (batched by length)."""
     constrain_script: bool = False
     """Mask tokens of other scripts than the target language's (digits, punctuation, Latin allowed)."""
+
+    def __post_init__(self):
+        positive = ("num_beams", "max_new_tokens", "batch_size")
+        check_fields(self, only=own_fields(DecodingArgs), positive=positive, signed=("length_penalty",))
+        super().__post_init__()
+
+    def decoding(self) -> dict:
+        return {name: getattr(self, name) for name in own_fields(DecodingArgs)}
+
+
+@dataclass(kw_only=True)
+class GenerateArgs(DecodingArgs, InferenceArgs):
+    """Arguments of `swcm generate`."""
+
+    model: Path
+    """An XLM-SWCM model directory (with its tokenizer)."""
+    tgt_lang: str
+    """Target language code; its tag starts every output."""
+    input: str = "-"
+    """Text file, one input per line, or - for standard input."""
+    output: str = "-"
+    """File to write, one output per line, or - for standard output."""
     skip_empty: bool = False
     """Answer empty input lines with an empty line (counted) instead of failing."""
-    precision: str = "auto"
-    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
-    quantize: str = "none"
-    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
 
 
-@dataclass
-class EvaluateArgs:
+@dataclass(kw_only=True)
+class EvaluateArgs(DecodingArgs, InferenceArgs):
     """Arguments of `swcm evaluate`. Paths and field names may hold {lang}, filled with each target language."""
 
     model: Path
     """An XLM-SWCM model directory."""
     data: str
     """JSON Lines file, e.g. ../shared/data/qa/cmilbench.{lang}.jsonl."""
-    task: str
+    task: Task
     """translation, summarization or mrc."""
-    tgt_langs: str
-    """Comma-separated target languages, e.g. ug,kk,mn,bo."""
+    tgt_langs: list[str]
+    """Target languages, e.g. [ug,kk,mn,bo]."""
     out: Path
     """Folder for report.json, report.md and predictions/."""
     src_field: str = "zh"
@@ -192,30 +174,22 @@ class EvaluateArgs:
     """mrc: answer field (a string, or a list of answers: e.g. answers)."""
     limit: int | None = None
     """Evaluate at most this many examples per language."""
-    num_beams: int = 5
-    """Beam size."""
     max_new_tokens: int = 64
     """Longest output in tokens."""
     max_source_length: int = 256
     """Longest input in tokens (MRC inputs are cut from the context)."""
-    batch_size: int = 16
-    """Inputs per batch."""
-    length_penalty: float = 1.0
-    """Beam length penalty."""
-    no_repeat_ngram_size: int = 0
-    """Forbid repeating n-grams of this size (0: off)."""
-    constrain_script: bool = False
-    """Script-constrained decoding."""
     skip_empty: bool = False
     """Count and skip examples with an empty field instead of failing at file:line."""
-    precision: str = "auto"
-    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
-    quantize: str = "none"
-    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
+
+    def __post_init__(self):
+        check_fields(
+            self, only=own_fields(EvaluateArgs), positive=("limit", "max_source_length"), non_empty=("tgt_langs",)
+        )
+        super().__post_init__()
 
 
-@dataclass
-class ServeArgs:
+@dataclass(kw_only=True)
+class ServeArgs(InferenceArgs):
     """Arguments of `swcm serve`."""
 
     model: Path
@@ -234,67 +208,114 @@ class ServeArgs:
     """Largest beam a request may ask for."""
     max_source_tokens: int = 256
     """Inputs are cut to this many tokens (reading comprehension cuts the passage only)."""
-    precision: str = "auto"
-    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
-    quantize: str = "none"
-    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
+
+    def __post_init__(self):
+        positive = ("max_queue", "max_chars", "max_new_tokens", "max_beams", "max_source_tokens")
+        check_fields(self, only=own_fields(ServeArgs), positive=positive)
+        super().__post_init__()
 
 
-# precision.PRECISIONS and generation.QUANTIZE_MODES, spelled out so that the parser does not import torch
-INFERENCE_CHOICES = {"precision": ("auto", "bf16", "fp16", "fp32"), "quantize": ("none", "int8")}
+@dataclass(kw_only=True)
+class RunFlags:
+    """What a training command does with an output folder that holds a run already."""
+
+    resume: bool = False
+    """Continue the run in `out` from its newest good checkpoint (the recipe must match)."""
+    overwrite: bool = False
+    """Delete the run in `out` and start again."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="swcm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build an XLM-SWCM model from a pretrained encoder")
-    add_dataclass_arguments(
-        build, BuildArgs, {"decoder_init": DECODER_INITS, "normal_init": NORMAL_INITS, "lm_head_init": LM_HEAD_INITS}
-    )
-    vocab = sub.add_parser("vocab", help="prune or extend a vocabulary").add_subparsers(
-        dest="vocab_command", required=True
-    )
-    add_dataclass_arguments(vocab.add_parser("prune", help="keep only the pieces a corpus uses"), PruneArgs, {})
-    add_dataclass_arguments(vocab.add_parser("extend", help="add pieces for an uncovered script"), ExtendArgs, {})
-    generate = sub.add_parser("generate", help="generate from text lines (file or stdin) into a target language")
-    add_dataclass_arguments(generate, GenerateArgs, INFERENCE_CHOICES)
-    evaluate = sub.add_parser("evaluate", help="generate for a task file and score it (JSON + markdown report)")
-    add_dataclass_arguments(
-        evaluate, EvaluateArgs, {"task": ("translation", "summarization", "mrc"), **INFERENCE_CHOICES}
-    )
-    convert = sub.add_parser("convert-release", help="convert the authors' released checkpoint")
-    add_dataclass_arguments(convert, ConvertReleaseArgs, {})
-    pretrain = sub.add_parser(
-        "pretrain",
-        help="DAE + MT pretraining from a recipe",
-        description="Any recipe field can follow as --name value (e.g. --max-steps 100 --noise.mask_ratio 0.3).",
-    )
-    pretrain.add_argument("--config", type=Path, help="recipe YAML (see recipes/)")
-    pretrain.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
-    pretrain.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
-    adapt = sub.add_parser(
-        "adapt",
-        help="continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe",
-        description="Any recipe field can follow as --name value (e.g. --max-steps 100 --masking.whole_word true).",
-    )
-    adapt.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/adapt-*.yaml)")
-    adapt.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
-    adapt.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
-    finetune = sub.add_parser(
-        "finetune",
-        help="fine-tune on translation / summarization / reading-comprehension files from a recipe",
-        description="Any scalar recipe field can follow as --name value (e.g. --max-steps 100 --lr 5e-5).",
-    )
-    finetune.add_argument("--config", type=Path, required=True, help="recipe YAML (see recipes/finetune-*.yaml)")
-    finetune.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
-    finetune.add_argument("--overwrite", action="store_true", help="delete the run already in out and start again")
-    serve = sub.add_parser("serve", help="HTTP API (POST /generate, GET /health, GET /info) and a demo page at /")
-    add_dataclass_arguments(serve, ServeArgs, INFERENCE_CHOICES)
-    quickstart = sub.add_parser("quickstart", help="offline end-to-end run: build, train, evaluate, generate")
-    add_dataclass_arguments(
-        quickstart, QuickstartArgs, {"precision": ("auto", "bf16", "fp32"), "decoder_init": DECODER_INITS}
-    )
+# name -> (what it does, its arguments); `vocab` holds two commands of its own
+COMMANDS: dict[str, tuple[str, type]] = {
+    "build": ("build an XLM-SWCM model from a pretrained encoder", BuildCommand),
+    "adapt": ("continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe", RECIPES["adapt"]),
+    "pretrain": ("DAE + MT pretraining from a recipe", RECIPES["pretrain"]),
+    "finetune": ("fine-tune on translation / summarization / reading-comprehension files", RECIPES["finetune"]),
+    "generate": ("generate from text lines (file or stdin) into a target language", GenerateArgs),
+    "evaluate": ("generate for a task file and score it (JSON + markdown report)", EvaluateArgs),
+    "convert-release": ("convert the authors' released checkpoint", ConvertReleaseArgs),
+    "serve": ("HTTP API (POST /generate, GET /health, GET /info) and a demo page at /", ServeArgs),
+    "quickstart": ("offline end-to-end run: build, train, evaluate", QuickstartArgs),
+}
+VOCAB_COMMANDS: dict[str, tuple[str, type]] = {
+    "prune": ("keep only the pieces a corpus uses", PruneArgs),
+    "extend": ("add pieces for an uncovered script", ExtendArgs),
+}
+
+
+def _command_parser(description: str, args_class: type, training: bool = False):
+    import jsonargparse
+
+    jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the fields' docstrings are help
+    parser = jsonargparse.ArgumentParser(description=description, exit_on_error=False)
+    parser.add_argument("--config", action="config", help="YAML file of these arguments; later flags override it")
+    parser.add_class_arguments(args_class, fail_untyped=True, sub_configs=True)
+    if training:
+        parser.add_class_arguments(RunFlags)
+    for action in parser._actions:  # booleans as flags: `--resume` means `--resume true`
+        if getattr(action, "_typehint", None) is bool:
+            action.nargs, action.const = "?", True
     return parser
+
+
+@functools.cache
+def build_parser():
+    """The `swcm` parser: one subcommand per entry of COMMANDS, `vocab` with its own two (built once a process)."""
+    import jsonargparse
+
+    parser = jsonargparse.ArgumentParser(prog="swcm", description=__doc__.split("\n\n")[0], exit_on_error=False)
+    commands = parser.add_subcommands(dest="command", required=True)
+    for name, (description, args_class) in COMMANDS.items():
+        commands.add_subcommand(name, _command_parser(description, args_class, name in RECIPES), help=description)
+    vocab = jsonargparse.ArgumentParser(description="prune or extend a vocabulary", exit_on_error=False)
+    commands.add_subcommand("vocab", vocab, help="prune or extend a vocabulary")
+    vocab_commands = vocab.add_subcommands(dest="command", required=True)
+    for name, (description, args_class) in VOCAB_COMMANDS.items():
+        vocab_commands.add_subcommand(name, _command_parser(description, args_class), help=description)
+    return parser
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags]:
+    """(command name, its arguments as their dataclass, the training flags) from the command line."""
+    from jsonargparse import ArgumentParser
+
+    parser: ArgumentParser = build_parser()
+    config = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    name, config = config.command, config[config.command]
+    if name == "vocab":
+        name, config, args_class = f"vocab {config.command}", config[config.command], VOCAB_COMMANDS[config.command][1]
+    else:
+        args_class = COMMANDS[name][1]
+    # the dataclasses build and check their parts themselves (one-line RecipeErrors naming the field)
+    values = {k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")}
+    flags = RunFlags(**{k: values.pop(k) for k in ("resume", "overwrite") if k in values})
+    return name, args_class(**values), flags
+
+
+def parse_dataclass(args_class: type, argv: Sequence[str] | None = None, description: str | None = None):
+    """`args_class` from a command line, with the parser, help and one-line errors of swcm's commands (for the
+    benchmark programs)."""
+    from jsonargparse import ArgumentError
+
+    parser = _command_parser(description or args_class.__doc__, args_class)
+    try:
+        config = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        return args_class(**{k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")})
+    except ArgumentError as err:
+        raise SystemExit(f"error: {argument_error(err)}") from None
+    except SWCMError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _plain(value):
+    """jsonargparse's Namespace of a nested part as a mapping (the dataclasses build their parts from mappings)."""
+    from jsonargparse import Namespace
+
+    if isinstance(value, Namespace):
+        return {k: _plain(v) for k, v in vars(value).items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def report_table(report: dict) -> str:
@@ -318,60 +339,22 @@ def report_table(report: dict) -> str:
     return "\n".join(lines + other)
 
 
-# command-line numbers that must be > 0, and the few that may be negative (every other one must be >= 0)
-POSITIVE_ARGS = (
-    "num_beams",
-    "max_new_tokens",
-    "batch_size",
-    "max_source_length",
-    "limit",
-    "max_queue",
-    "max_chars",
-    "max_beams",
-    "max_source_tokens",
-    "steps",
-    "encoder_layers",
-    "max_eval",
-    "lr",
-    "size",
-    "min_count",
-)
-SIGNED_ARGS = ("length_penalty",)  # < 1 favours shorter outputs, and HF takes negative values
-
-
-def dataclass_args(cls, ns):
-    """The parsed namespace as `cls`, every value checked against its type and range (one line naming the flag)."""
-    args = cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
-    try:
-        check_fields(args, positive=POSITIVE_ARGS, signed=SIGNED_ARGS)
-    except RecipeError as err:
-        name, _, rest = str(err).partition(":")
-        raise RecipeError(f"--{name.replace('_', '-')}:{rest}") from None
-    return args
-
-
-def run_build(args: BuildArgs) -> str:
+def run_build(args: BuildCommand) -> str:
+    from .configuration_swcm import layout_string
     from .diagnostics import decoder_start
     from .modeling_swcm import SWCMForConditionalGeneration
     from .weight_sharing import copy_previous_plan, weight_sharing_plan
 
     model, tokenizer = SWCMForConditionalGeneration.from_encoder(
-        args.encoder,
-        normal_every=args.normal_every,
-        decoder_init=args.decoder_init,
-        normal_init=args.normal_init,
-        tie_lm_head=args.tie_lm_head,
-        lm_head_init=args.lm_head_init,
-        decoder_gate_init=args.decoder_gate_init,
-        lang_tags=[c for c in args.lang_tags.split(",") if c.strip()],
-        return_tokenizer=True,
+        args.encoder, **args.from_encoder_options(), return_tokenizer=True
     )
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     counts = model.parameter_counts()
     config = model.config
-    start = decoder_start(model, tokenizer)
+    # the probe translates zh -> ug / kk / mn / bo: a model with none of their tags is not measured
+    start = decoder_start(model, tokenizer) if set(MINORITY_LANGS) & set(config.lang_tag_ids) else None
     summary = {
         "encoder": args.encoder,
         "layout": layout_string(config.decoder_layer_types),
@@ -381,7 +364,7 @@ def run_build(args: BuildArgs) -> str:
         "decoder_init": config.decoder_init,
         "lm_head_init": config.lm_head_init,
         "decoder_gate_init": config.decoder_gate_init,
-        "decoder_start": start.as_dict(),
+        "decoder_start": start.as_dict() if start else None,
     }
     (args.out / "build.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     lines = [
@@ -392,63 +375,49 @@ def run_build(args: BuildArgs) -> str:
         f"copied from the encoder: {len(weight_sharing_plan(model))} tensors (decoder_init={config.decoder_init}); "
         f"copied from the previous layer: {len(copy_previous_plan(model))} tensors (normal_init={config.normal_init})",
         f"language tags: {' '.join(f'<{c}>={i}' for c, i in config.lang_tag_ids.items())}; vocab {config.vocab_size:,}",
-        start.describe(),
+        start.describe() if start else "decoder start: not measured (the probe needs a tag of ug, kk, mn or bo)",
         f"summary: {args.out / 'build.json'}",
     ]
     return "\n".join(lines)
 
 
-DECODING_OPTIONS = (
-    "batch_size",
-    "num_beams",
-    "max_new_tokens",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "constrain_script",
-)
+def check_model_dir(model: Path, flag: str = "--model"):
+    """The model's config (an XLM-SWCM one); a local folder must hold config.json, anything that is not a local
+    path is left to the hub."""
+    from .configuration_swcm import SWCMConfig
 
-
-def _decoding(args) -> dict:
-    """The decoding options that `generate` and `evaluate` share, as generation.generate_texts takes them."""
-    return {name: getattr(args, name) for name in DECODING_OPTIONS}
-
-
-def check_model_dir(model: Path, flag: str = "--model") -> None:
-    """A local model folder must hold config.json; anything that is not a local path is left to the hub."""
     looks_local = model.exists() or model.is_absolute() or str(model).startswith((".", "~")) or len(model.parts) > 2
     if looks_local and not (model / "config.json").is_file():
-        raise ValueError(f"{flag} {model}: not a model folder (no config.json)")
+        raise CheckpointError(f"{flag} {model}: not a model folder (no config.json)")
+    return SWCMConfig.from_pretrained(model)
 
 
 def check_output_path(path: Path, flag: str) -> None:
     """Fail before any model work when an output cannot be written."""
     folder = path.parent
     if not folder.is_dir():
-        raise ValueError(f"{flag} {path}: folder {folder} does not exist")
+        raise RecipeError(f"{flag} {path}: folder {folder} does not exist")
     if path.is_dir():
-        raise ValueError(f"{flag} {path}: is a folder, expected a file")
+        raise RecipeError(f"{flag} {path}: is a folder, expected a file")
 
 
 def run_evaluate(args: EvaluateArgs) -> str:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .encoders import load_model_folder
     from .evaluation import evaluate_file, write_report
     from .generation import prepare_for_inference
-    from .tasks import TaskSpec
+    from .recipe import TaskSpec
 
-    langs = [lang.strip() for lang in args.tgt_langs.split(",") if lang.strip()]
-    check_model_dir(args.model)
-    tags = AutoConfig.from_pretrained(args.model).lang_tag_ids
-    missing = [lang for lang in langs if lang not in tags]
-    if missing:
-        raise ValueError(f"model has no language tag for {missing}; its tags: {sorted(tags)}")
+    config = check_model_dir(args.model)
+    for lang in args.tgt_langs:
+        config.lang_tag_id(lang)
     # every language's file and the report folder are checked before anything is generated
     jobs = []
-    for lang in langs:
+    for lang in args.tgt_langs:
         fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
         if not Path(fill["data"]).is_file():
-            raise ValueError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
+            raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
         spec = TaskSpec(
             task=args.task,
             tgt_lang=lang,
@@ -462,7 +431,7 @@ def run_evaluate(args: EvaluateArgs) -> str:
         )
         jobs.append((lang, fill["data"], spec))
     if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out}: is a file, expected a folder")
+        raise RecipeError(f"--out {args.out}: is a file, expected a folder")
     model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
     print(f"swcm evaluate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -477,36 +446,37 @@ def run_evaluate(args: EvaluateArgs) -> str:
             limit=args.limit,
             skip_empty=args.skip_empty,
             max_source_length=args.max_source_length,
-            **_decoding(args),
+            **args.decoding(),
         )
         rows.append(row)
         predictions[f"{args.task}.{lang}"] = items
         report = write_report(rows, predictions, args.out, settings)  # each language kept as soon as it is done
+    from .model_card import add_evaluation
+
+    if args.model.is_dir() and add_evaluation(args.model, rows, args.out / "report.json"):
+        print(f"swcm evaluate: scores added to the model card {args.model / 'README.md'}", file=sys.stderr)
     return report.read_text(encoding="utf-8")
 
 
 def run_generate(args: GenerateArgs) -> None:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .data import text_lines
     from .encoders import load_model_folder
     from .generation import generate_texts, prepare_for_inference, source_token_limit
-    from .tokenization import lang_code
 
-    check_model_dir(args.model)
+    config = check_model_dir(args.model)
     if args.output != "-":
         check_output_path(Path(args.output), "--output")
     if args.input != "-" and not Path(args.input).is_file():
-        raise ValueError(f"--input {args.input}: no such file")
-    tags = AutoConfig.from_pretrained(args.model).lang_tag_ids  # unknown language: fail before reading anything
-    if lang_code(args.tgt_lang) not in tags:
-        raise ValueError(f"model has no language tag <{lang_code(args.tgt_lang)}>; its tags: {sorted(tags)}")
+        raise DataError(f"--input {args.input}: no such file")
+    config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
     name = "<stdin>" if args.input == "-" else args.input
     source = sys.stdin if args.input == "-" else (line for _, line in text_lines(args.input))
     lines = [line.rstrip("\n") for line in source]
     empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
     if empty and not args.skip_empty:
-        raise ValueError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip-empty answers them empty)")
+        raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")
     model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
     print(f"swcm generate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -520,13 +490,7 @@ def run_generate(args: GenerateArgs) -> None:
             f"(first: {name}:{cut[0]})",
             file=sys.stderr,
         )
-    outputs = generate_texts(
-        model,
-        tokenizer,
-        [lines[i] for i in keep],
-        args.tgt_lang,
-        **_decoding(args),
-    )
+    outputs = generate_texts(model, tokenizer, [lines[i] for i in keep], args.tgt_lang, **args.decoding())
     result = [""] * len(lines)
     for i, text in zip(keep, outputs, strict=True):
         result[i] = text.replace("\n", " ")
@@ -537,76 +501,126 @@ def run_generate(args: GenerateArgs) -> None:
         print(f"warning: {len(empty)} empty input line(s) answered with empty output", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .data import DataError
-    from .encoders import EncoderError
-    from .release import convert_release
-    from .training import TrainingInterrupted
-    from .vocab import CorpusError, extend_vocab, prune_vocab
+def run_command(name: str, args, flags: RunFlags) -> int:
+    """Runs one parsed command; what it prints goes to stdout."""
+    if name == "build":
+        print(run_build(args))
+    elif name == "vocab prune":
+        from .vocab import prune_vocab
 
-    parser = build_parser()
-    ns, extra = parser.parse_known_args(argv)
-    if extra and ns.command not in ("pretrain", "finetune", "adapt"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    command = " ".join(filter(None, [ns.command, getattr(ns, "vocab_command", None)]))
-    try:
-        if ns.command == "build":
-            print(run_build(dataclass_args(BuildArgs, ns)))
-        elif command == "vocab prune":
-            a = dataclass_args(PruneArgs, ns)
-            print(report_table(prune_vocab(a.model, a.corpus, a.out, min_count=a.min_count, fields=a.fields)))
-        elif command == "vocab extend":
-            a = dataclass_args(ExtendArgs, ns)
-            report = extend_vocab(a.model, a.corpus, a.lang, a.size, a.out, a.heldout_fraction, a.fields)
-            print(report_table(report))
-        elif command == "generate":
-            run_generate(dataclass_args(GenerateArgs, ns))
-        elif command == "evaluate":
-            print(run_evaluate(dataclass_args(EvaluateArgs, ns)))
-        elif command == "convert-release":
-            a = dataclass_args(ConvertReleaseArgs, ns)
-            _, _, report = convert_release(a.checkpoint, a.encoder, a.out)
-            print(f"converted {a.checkpoint} -> {a.out} (release_compat=True)")
-            print(f"decoder layout: {report['layout']}")
-            print(f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}")
-            print(f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}")
-            print(f"unmapped keys: {len(report['unmapped'])}")
-        elif command == "pretrain":
-            from .recipe import load_recipe
-            from .training import pretrain
+        print(
+            report_table(prune_vocab(args.model, args.corpus, args.out, min_count=args.min_count, fields=args.fields))
+        )
+    elif name == "vocab extend":
+        from .vocab import extend_vocab
 
-            summary = pretrain(load_recipe(ns.config, extra), resume=ns.resume, overwrite=ns.overwrite)
-            print(json.dumps(summary))
-        elif command == "adapt":
-            from .adapt import AdaptRecipe, adapt
-            from .recipe import load_recipe
+        report = extend_vocab(
+            args.model, args.corpus, args.lang, args.size, args.out, args.heldout_fraction, args.fields
+        )
+        print(report_table(report))
+    elif name == "generate":
+        run_generate(args)
+    elif name == "evaluate":
+        print(run_evaluate(args))
+    elif name == "convert-release":
+        from .release import convert_release
 
-            summary = adapt(load_recipe(ns.config, extra, AdaptRecipe), resume=ns.resume, overwrite=ns.overwrite)
-            print(json.dumps(summary, indent=1))
-        elif command == "finetune":
-            from .recipe import FinetuneRecipe, load_recipe
-            from .training import finetune
+        _, _, report = convert_release(args.checkpoint, args.encoder, args.out)
+        print(f"converted {args.checkpoint} -> {args.out} (release_compat=True)")
+        print(f"decoder layout: {report['layout']}")
+        print(f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}")
+        print(f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}")
+        print(f"unmapped keys: {len(report['unmapped'])}")
+    elif name in ("pretrain", "finetune"):
+        from . import training
 
-            recipe = load_recipe(ns.config, extra, FinetuneRecipe)
-            print(json.dumps(finetune(recipe, resume=ns.resume, overwrite=ns.overwrite)))
-        elif command == "serve":
-            from .serving import ServeLimits, serve
+        run = training.pretrain if name == "pretrain" else training.finetune
+        print(json.dumps(run(args, resume=flags.resume, overwrite=flags.overwrite)))
+    elif name == "adapt":
+        from .adapt import adapt
 
-            a = dataclass_args(ServeArgs, ns)
-            limits = ServeLimits(a.max_queue, a.max_chars, a.max_new_tokens, a.max_beams, a.max_source_tokens)
-            serve(a.model, a.host, a.port, limits, a.precision, a.quantize)
-        elif command == "quickstart":
-            args = dataclass_args(QuickstartArgs, ns)
-            run_quickstart(args)
-            print((args.out / "report.md").read_text(encoding="utf-8"))
-            print(f"written to {args.out}/ (model/, encoder/, report.json, report.md)")
-    except TrainingInterrupted as err:
-        print(f"swcm {command}: {err}", file=sys.stderr)
-        return err.exit_code
-    except (EncoderError, CorpusError, DataError, ValueError, OSError) as err:
-        print(f"swcm {command}: error: {err}", file=sys.stderr)
-        return 2
+        print(json.dumps(adapt(args, resume=flags.resume, overwrite=flags.overwrite), indent=1))
+    elif name == "serve":
+        from .serving import ServeLimits, serve
+
+        limits = ServeLimits(
+            args.max_queue, args.max_chars, args.max_new_tokens, args.max_beams, args.max_source_tokens
+        )
+        serve(args.model, args.host, args.port, limits, args.precision, args.quantize)
+    elif name == "quickstart":
+        from .quickstart import run_quickstart
+
+        run_quickstart(args)
+        print((args.out / "report.md").read_text(encoding="utf-8"))
+        print(f"written to {args.out}/ (train/, encoder/, report.json, report.md)")
     return 0
+
+
+def argument_error(err: Exception) -> str:
+    """jsonargparse's message on one line, in the words of the fields: `task: expected one of a, b; got 'c'`."""
+    text = " ".join(str(err).split())
+    unknown = re.match(r"Subcommand '[^']+' does not accept option '([^']+)'", text)
+    if unknown:
+        return f"{unknown.group(1)}: unknown field (see --help)"
+    required = re.match(r"the following arguments are required: (.*)", text)
+    if required:
+        names = ", ".join(name.split(".", 1)[-1] for name in required.group(1).split(", "))
+        return f"missing {names}"
+    key = re.match(r'Parser key "([^"]+)": (.*)', text)
+    if not key:
+        return text
+    name, text = key.groups()
+    given = re.search(r"(?:Got|Given) value: (.*?)(?: Subclass types expect| Given value type|$)", text)
+    value = f"; got {given.group(1)!r}" if given else ""
+    choices = re.match(r"Expected a typing\.Literal\[(.*?)\]", text)
+    field = re.search(r"Option '([^']+)' is not accepted", text)
+    kinds = [k if k != "NoneType" else "null" for k in re.findall(r"Expected a <class '([^']+)'>", text)]
+    if choices:
+        return f"{name}: expected one of {choices.group(1).replace(chr(39), '')}{value}"
+    if field:
+        return f"{name}: unknown field {field.group(1)!r} (see --help)"
+    if "Not a valid subclass of" in text:
+        kind = re.search(r"Not a valid subclass of (\w+)", text).group(1)
+        return f"{name}: expected a mapping of {kind} fields{value}"
+    if kinds:
+        kinds = ["a list (on the command line: [a,b])" if k == "list" else k for k in kinds]
+        return f"{name}: expected {' or '.join(dict.fromkeys(kinds))}{value}"
+    return f"{name}: {text}"
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """The command named on the command line (`vocab prune` for the vocab ones), for error messages."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if words and words[0] == "vocab" and len(words) > 1 and words[1] in VOCAB_COMMANDS:
+        return " ".join(words)
+    return words[0] if words and words[0] in COMMANDS else ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`swcm ...`: 0 on success; 2 and one line on stderr for a mistake in what was asked (SWCMError or a bad
+    argument); 128 + N when signal N stopped a run. Anything else is a bug and shows its traceback."""
+    from jsonargparse import ArgumentError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prefix = " ".join(filter(None, ["swcm", _command_name(argv)]))
+    try:
+        name, args, flags = parse(argv)
+    except ArgumentError as err:
+        print(f"{prefix}: error: {argument_error(err)}", file=sys.stderr)
+        return 2
+    except SWCMError as err:
+        print(f"{prefix}: error: {err}", file=sys.stderr)
+        return 2
+    from .training import TrainingInterrupted
+
+    try:
+        return run_command(name, args, flags)
+    except TrainingInterrupted as err:
+        print(f"swcm {name}: {err}", file=sys.stderr)
+        return err.exit_code
+    except SWCMError as err:
+        print(f"swcm {name}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,19 +8,14 @@ from typing import ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .choices import DECODER_INITS, LM_HEAD_INITS, NORMAL_INITS
+from .errors import CheckpointError
+from .languages import lang_code
+
 CUSTOM = "custom"
 NORMAL = "normal"
 LAYER_TYPES = (CUSTOM, NORMAL)
-DECODER_INITS = ("shared", "random")
-NORMAL_INITS = ("random", "copy-previous")
 LAYER_NORM_POSITIONS = ("post", "pre")
-LM_HEAD_INITS = ("embeddings", "mlm-head", "random")
-# A deviation from the paper, measured in benchmarks/init_study.py: gates at 0.02 on the self-attention and FFN
-# sublayers start a decoder copied from a post-LN encoder close to "embedding + cross-attention" instead of collapsed,
-# with every copied weight intact; they learn how much of each copied sublayer to use. They need to learn faster than
-# the weights (recipe.gate_lr_scale, 10x lr): at lr they were still at 0.02-0.07 after 600 quickstart steps, the
-# copied sublayers all but shut (measured in docs/results.md).
-DEFAULT_GATE_INIT = 0.02
 
 
 def decoder_layer_types(num_custom_layers: int, normal_every: int = 3) -> list[str]:
@@ -78,6 +73,9 @@ class SWCMConfig(PreTrainedConfig):
         lang_tag_ids: token id of each language tag, by code.
         vocab_size: rows of the shared embedding matrix and of the LM head.
         tie_word_embeddings: tie the LM head to the shared word embeddings (default: untied, as in the paper).
+        built_from: the encoder as named to `from_encoder` (packaged:NAME, a hub id or a folder); for the model card.
+        base_model: the hub model the encoder is or derives from, when known; for the model card's metadata.
+        base_model_license: that model's license id, when known; for the model card's metadata.
     """
 
     model_type: ClassVar[str] = "swcm"
@@ -99,6 +97,9 @@ class SWCMConfig(PreTrainedConfig):
     decoder_layer_norm_eps: float | None = None
     lang_tags: list[str] | None = None
     lang_tag_ids: dict[str, int] | None = None
+    built_from: str | None = None
+    base_model: str | None = None
+    base_model_license: str | None = None
     vocab_size: int | None = None
     pad_token_id: int | None = None
     bos_token_id: int | None = None
@@ -162,6 +163,13 @@ class SWCMConfig(PreTrainedConfig):
         if missing:
             raise ValueError(f"lang_tags {missing} have no entry in lang_tag_ids")
 
+    def lang_tag_id(self, lang: str) -> int:
+        """The token id of `lang`'s tag (`ug` or `<ug>`): the one check that a model has a language."""
+        code = lang_code(lang)
+        if code not in self.lang_tag_ids:
+            raise CheckpointError(f"model has no language tag <{code}>; its tags: {sorted(self.lang_tag_ids)}")
+        return self.lang_tag_ids[code]
+
     # Sizes of the decoder are the encoder's (the decoder is initialised from it).
     @property
     def hidden_size(self) -> int:
@@ -198,4 +206,6 @@ class SWCMConfig(PreTrainedConfig):
         return self
 
 
-__all__ = ["SWCMConfig", "decoder_layer_types", "CUSTOM", "NORMAL", "DEFAULT_GATE_INIT"]
+AutoConfig.register(SWCMConfig.model_type, SWCMConfig, exist_ok=True)
+
+__all__ = ["SWCMConfig", "decoder_layer_types", "CUSTOM", "NORMAL"]

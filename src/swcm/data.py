@@ -23,56 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .checks import check_fields
+from .choices import PRETRAIN_TASKS
+from .errors import DataError
 from .noising import NoiseConfig, noise_document, split_sentences
-
-TASKS = ("dae", "mt")
-
-
-class DataError(ValueError):
-    """Bad data or a bad source description; messages name file:line where there is one."""
-
-
-@dataclass
-class SourceSpec:
-    """One data source of a recipe."""
-
-    path: str
-    """Local file or glob (.jsonl, .tsv, .txt, .parquet), or `hf:DATASET[:CONFIG]` (needs `datasets`, online)."""
-    task: str = "dae"
-    """'dae' (monolingual, denoising) or 'mt' (parallel, translation in both directions)."""
-    lang: str | None = None
-    """Language of a monolingual source."""
-    langs: list[str] | None = None
-    """The two languages of a parallel source, e.g. [zh, ug]."""
-    fields: list[str] | None = None
-    """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
-    split: str = "train"
-    """Split of a hub dataset."""
-
-    def __post_init__(self):
-        check_fields(self)
-        if self.task not in TASKS:
-            raise DataError(f"source {self.path}: task must be one of {TASKS}, got {self.task!r}")
-        if self.task == "dae":
-            if not self.lang:
-                raise DataError(f"source {self.path}: a dae source needs `lang`")
-            self.fields = list(self.fields or ["text"])
-        else:
-            if not self.langs or len(self.langs) != 2:
-                raise DataError(f"source {self.path}: an mt source needs `langs: [src, tgt]`")
-            self.fields = list(self.fields or self.langs)
-            if len(self.fields) != 2:
-                raise DataError(f"source {self.path}: an mt source needs two fields, got {self.fields}")
-
-    @property
-    def group(self) -> tuple[str, str]:
-        """(task, language) the mixture weighs: monolingual by language, parallel by its non-Chinese side."""
-        if self.task == "dae":
-            return ("dae", self.lang)
-        other = [lang for lang in self.langs if lang != "zh"]
-        return ("mt", other[0] if other else self.langs[1])
-
+from .recipe import SourceSpec
 
 # ------------------------------------------------------------------------------------------------ local files
 
@@ -370,7 +324,7 @@ class ExampleSettings:
 class PretrainExamples:
     """example(index) -> {"input_ids", "labels", "task"}: the same index always gives the same example."""
 
-    task_names = TASKS
+    task_names = PRETRAIN_TASKS
 
     def __init__(
         self, sources: Sequence, mixture: Mixture, tokenizer, tag_ids: dict[str, int] | None, settings: ExampleSettings
@@ -411,7 +365,7 @@ class PretrainExamples:
             ids, labels = self._dae(values, fraction, source.spec.lang, rng)
         else:
             ids, labels = self._mt(values, source.spec.langs, rng)
-        return {"input_ids": ids, "labels": labels, "task": TASKS.index(task), "where": where}
+        return {"input_ids": ids, "labels": labels, "task": PRETRAIN_TASKS.index(task), "where": where}
 
     def _window(self) -> int:
         return self.settings.max_length - 2  # room for <s> ... </s> and <tag> ... </s>

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .cldr import cldr_pairs, split_pairs
+from .languages import MINORITY_LANGS
 from .tokenization import encode_targets
-
-PROBE_LANGS = ("ug", "kk", "mn", "bo")
 
 
 @dataclass
@@ -61,9 +60,9 @@ def decoder_start(model, tokenizer, pairs=None, per_lang: int = 16, max_length: 
     """Measure the decoder on `pairs` ((source, lang, target) triples; default: the CLDR probe for the model's
     target-language tags)."""
     if pairs is None:
-        pairs = probe_pairs([lang for lang in PROBE_LANGS if lang in model.config.lang_tag_ids], per_lang)
+        pairs = probe_pairs([lang for lang in MINORITY_LANGS if lang in model.config.lang_tag_ids], per_lang)
     if not pairs:
-        raise ValueError(f"no probe pairs: the model has none of the tags {PROBE_LANGS}")
+        raise ValueError(f"no probe pairs: the model has none of the tags {MINORITY_LANGS}")
     was_training = model.training
     model.eval()
     cosines, weights, entropy_sum, loss_sum, tokens = [], [], 0.0, 0.0, 0

@@ -19,7 +19,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from .packaged import PACKAGED_PREFIX, materialize
+from .choices import PACKAGED_PREFIX
+from .errors import CheckpointError
+from .packaged import materialize
 
 # Encoders whose layers have the BERT layout that the weight map expects (attention.self.{query,key,value},
 # attention.output.{dense,LayerNorm}, intermediate.dense, output.{dense,LayerNorm}), post-LN.
@@ -36,7 +38,7 @@ _PADDING_OFFSET_POSITIONS = {"xlm-roberta", "roberta", "camembert"}
 IGNORABLE_ENCODER_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.")
 
 
-class EncoderError(ValueError):
+class EncoderError(CheckpointError):
     """An encoder that cannot be used: missing, unreadable or of an unsupported architecture."""
 
 
@@ -131,6 +133,8 @@ def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
 def load_model_folder(path: str | os.PathLike):
     """An XLM-SWCM model (AutoModelForSeq2SeqLM) from a folder or hub id; a damaged weights file is one line."""
     from transformers import AutoModelForSeq2SeqLM
+
+    from . import modeling_swcm  # noqa: F401  (registers XLM-SWCM with the Auto classes)
 
     with readable_weights(path):
         return AutoModelForSeq2SeqLM.from_pretrained(path)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .generation import generate_texts
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
-from .tasks import TaskSpec, mrc_sources, read_task_file
+from .recipe import TaskSpec
+from .tasks import mrc_sources, read_task_file
 
 
 def evaluate_file(
@@ -105,7 +106,6 @@ def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: 
 def heldout_evaluator(files: dict[str, str | Path], max_length: int = 256, every: int = 1):
     """A `run_training` hook: every `every` steps, the teacher-forced held-out loss per target token of each
     language's translation file ({lang: path} with fields zh and lang), `heldout_<lang>`, and over all, `heldout`."""
-    from .tasks import TaskSpec
 
     def evaluate(model, tokenizer, step: int) -> dict:
         if step % every:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import unicodedata
 import warnings
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from .choices import QUANTIZE_MODES, Quantize
 from .encoders import first_decoder_position_id
-from .metrics import LANGUAGE_SCRIPTS, script_of
-
-Quantize = Literal["none", "int8"]
-QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
+from .errors import RecipeError
+from .languages import script_of, scripts_of_language
 
 
 def quantize_int8(model) -> list[str]:
@@ -47,13 +45,13 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
     from .precision import resolve_precision
 
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        raise RecipeError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     model.eval()
     if quantize == "int8":
         if model.device.type != "cpu":
-            raise ValueError("--quantize int8 is for CPU decoding; on a GPU use --precision auto (bf16 / fp16)")
+            raise RecipeError("--quantize int8 is for CPU decoding; on a GPU use --precision auto (bf16 / fp16)")
         if precision not in ("auto", "fp32"):
-            raise ValueError(
+            raise RecipeError(
                 f"--quantize int8 keeps the unquantized layers in fp32; use --precision auto or fp32, not {precision}"
             )
         count = len(quantize_int8(model))
@@ -66,9 +64,7 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
 
 def allowed_tokens(tokenizer, lang: str, vocab_size: int, tag_ids: dict[str, int]) -> torch.Tensor:
     """True for tokens whose letters are all in `lang`'s scripts, Latin or script-less (digits, punctuation)."""
-    if lang not in LANGUAGE_SCRIPTS:
-        raise ValueError(f"no script rule for language {lang!r}; known: {sorted(LANGUAGE_SCRIPTS)}")
-    scripts = LANGUAGE_SCRIPTS[lang] | {"latin", "other"}
+    scripts = scripts_of_language(lang) | {"latin", "other"}
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
     for token_id, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))):
         letters = [c for c in (piece or "") if unicodedata.category(c)[0] == "L"]

@@ -16,45 +16,11 @@ from dataclasses import dataclass
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
-# Script of a code point, by Unicode block (the scripts this project's languages are written in).
-_SCRIPT_RANGES = (
-    (0x0F00, 0x0FFF, "tibetan"),
-    (0x0600, 0x06FF, "arabic"),
-    (0x0750, 0x077F, "arabic"),
-    (0xFB50, 0xFDFF, "arabic"),
-    (0xFE70, 0xFEFF, "arabic"),
-    (0x0400, 0x052F, "cyrillic"),
-    (0x1800, 0x18AF, "mongolian"),
-    (0x3400, 0x4DBF, "han"),
-    (0x4E00, 0x9FFF, "han"),
-    (0xF900, 0xFAFF, "han"),
-    (0x20000, 0x2FA1F, "han"),
-    (0x3040, 0x30FF, "kana"),
-)
-# Scripts each language is written in (Kazakh: Cyrillic, and Arabic in China; Mongolian: Cyrillic and traditional).
-LANGUAGE_SCRIPTS = {
-    "bo": {"tibetan"},
-    "ug": {"arabic"},
-    "kk": {"cyrillic", "arabic"},
-    "mn": {"cyrillic", "mongolian"},
-    "zh": {"han"},
-}
-TIBETAN_DELIMITERS = set("\u0f0b\u0f0c\u0f0d\u0f0e\u0f0f\u0f10\u0f11\u0f12\u0f14")  # tsheg, shads, ...
-_JOINERS = {"\u200c", "\u200d", "\u180e", "\u202f"}  # ZWNJ / ZWJ (Uyghur), Mongolian vowel separator / NNBSP
-
-
-def script_of(char: str) -> str:
-    code = ord(char)
-    for low, high, name in _SCRIPT_RANGES:
-        if low <= code <= high:
-            return name
-    if char.isascii() and char.isalpha():
-        return "latin"
-    return "other"
+from .languages import TIBETAN_DELIMITERS, WORD_JOINERS, script_of, scripts_of_language
 
 
 def _is_word_char(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LMN" or char in _JOINERS
+    return unicodedata.category(char)[0] in "LMN" or char in WORD_JOINERS
 
 
 class ScriptTokenizer:
@@ -198,14 +164,13 @@ def target_script_share(text: str, lang: str) -> float | None:
     counted = [s for s in scripts if s not in ("latin", "other")]
     if not counted:
         return None
-    return sum(s in LANGUAGE_SCRIPTS[lang] for s in counted) / len(counted)
+    return sum(s in scripts_of_language(lang) for s in counted) / len(counted)
 
 
 def off_target_rate(hypotheses: Sequence[str], lang: str) -> float:
     """Percent of outputs not written mainly (>= 50% of their letters and marks) in the target language's script: the
     fall-back-to-Chinese failure. Empty outputs and outputs with no letters of these scripts count as off target."""
-    if lang not in LANGUAGE_SCRIPTS:
-        raise ValueError(f"unknown language {lang!r}; known: {sorted(LANGUAGE_SCRIPTS)}")
+    scripts_of_language(lang)  # an unknown language fails here, not only when there are outputs
     if not hypotheses:
         return 0.0
     off = 0

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_swcm import CUSTOM, DEFAULT_GATE_INIT, NORMAL, SWCMConfig, decoder_layer_types
+from .choices import DEFAULT_GATE_INIT
+from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, decoder_layer_types
 from .encoders import (
     EncoderError,
     encoder_class,
@@ -29,14 +33,9 @@ from .encoders import (
     load_mlm_head,
     load_tokenizer,
 )
-from .tokenization import (
-    DEFAULT_LANG_TAGS,
-    add_lang_tags,
-    end_token_id,
-    init_lang_tag_embeddings,
-    lang_code,
-    start_token_id,
-)
+from .languages import LANGS, lang_code
+from .model_card import provenance, swcm_card_data, write_card
+from .tokenization import add_lang_tags, end_token_id, init_lang_tag_embeddings, start_token_id
 from .weight_sharing import copy_previous_plan, copy_weights, weight_sharing_plan
 
 
@@ -45,17 +44,40 @@ def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out (transformers' "eager"); the mask is additive and holds causality (no is_causal)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.dropout(
+        F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype), p=dropout, training=module.training
+    )
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 class SWCMAttention(nn.Module):
     """Multi-head attention with BERT's projections; self-attention (cached per step) or cross-attention
-    (keys / values of the encoder output computed once per generation and kept in the cache)."""
+    (keys / values of the encoder output computed once per generation and kept in the cache). The attention itself
+    is transformers' function for `config._attn_implementation` (sdpa, eager, ...)."""
 
     def __init__(self, config: SWCMConfig, layer_idx: int, is_cross_attention: bool):
         super().__init__()
+        self.config = config
         hidden = config.hidden_size
         self.num_heads = config.num_attention_heads
         if hidden % self.num_heads:
             raise ValueError(f"hidden_size {hidden} is not a multiple of num_attention_heads {self.num_heads}")
         self.head_dim = hidden // self.num_heads
+        self.scaling = self.head_dim**-0.5
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
         self.dropout = config.encoder.attention_probs_dropout_prob
@@ -90,15 +112,18 @@ class SWCMAttention(nn.Module):
             if past_key_values is not None:
                 key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
                 past_key_values.is_updated[self.layer_idx] = True
-        out = F.scaled_dot_product_attention(
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        out, _ = attention(
+            self,
             query,
             key,
             value,
-            attn_mask=attention_mask,
-            dropout_p=self.dropout if self.training else 0.0,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
             is_causal=is_causal and attention_mask is None,
         )
-        return self.out_proj(out.transpose(1, 2).reshape(*hidden_states.shape[:-1], -1))
+        return self.out_proj(out.reshape(*hidden_states.shape[:-1], -1))
 
 
 class SWCMFeedForward(nn.Module):
@@ -114,10 +139,36 @@ class SWCMFeedForward(nn.Module):
         return self.fc2(self.act(self.fc1(hidden_states)))
 
 
-# Each layer kind is its sequence of residual sublayers; "*attn" names are attentions, the others FFNs.
-SUBLAYERS: dict[str, tuple[str, ...]] = {
-    CUSTOM: ("self_attn", "ffn1", "cross_attn", "ffn2"),
-    NORMAL: ("self_attn", "cross_attn", "ffn"),
+@dataclass(frozen=True)
+class Sublayer:
+    """One residual step of a decoder layer: its block ("*attn": attention, else FFN), the LayerNorm it uses, and
+    what its output is added to."""
+
+    name: str
+    norm: str
+    residual: Literal["input", "normed", "none"] = "input"
+    """input: the step's input (BERT, pre-LN); normed: its LayerNorm's output (the release's normal layers);
+    none: nothing (the release's custom self-attention)."""
+
+
+def _plain(*names: str) -> tuple[Sublayer, ...]:
+    return tuple(Sublayer(name, f"{name}_layer_norm") for name in names)
+
+
+# Each layer kind is its sequence of residual sublayers.
+SUBLAYERS: dict[str, tuple[Sublayer, ...]] = {
+    CUSTOM: _plain("self_attn", "ffn1", "cross_attn", "ffn2"),
+    NORMAL: _plain("self_attn", "cross_attn", "ffn"),
+}
+# The authors' released layers (`release_compat`, pre-LN): a custom layer adds no residual around self-attention; a
+# normal layer's two attentions share one LayerNorm and each of its steps adds the residual after the LayerNorm.
+RELEASE_SUBLAYERS: dict[str, tuple[Sublayer, ...]] = {
+    CUSTOM: (Sublayer("self_attn", "self_attn_layer_norm", "none"), *_plain("ffn1", "cross_attn", "ffn2")),
+    NORMAL: (
+        Sublayer("self_attn", "self_attn_layer_norm", "normed"),
+        Sublayer("cross_attn", "self_attn_layer_norm", "normed"),
+        Sublayer("ffn", "ffn_layer_norm", "normed"),
+    ),
 }
 
 
@@ -134,35 +185,26 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
     With `decoder_gate_init`, a learnable per-channel gate `<name>_gate` mixes each self-attention and FFN sublayer's
     result with its input, h <- h + g * (sublayer(h) - h): at g = 0 the sublayer passes its input through, at g = 1
     it is the plain layer. Cross-attention is never gated (GATED_SUBLAYERS).
-    With `release_compat` (pre-LN), the authors' released computation: custom layers add no residual around
-    self-attention; a normal layer's two attentions share `self_attn_layer_norm` (it has no `cross_attn_layer_norm`)
-    and each of its sublayers adds the residual after the LayerNorm (h = LN(h); h = h + f(h)).
+    With `release_compat`, the steps are RELEASE_SUBLAYERS: the authors' released computation.
     """
 
     def __init__(self, config: SWCMConfig, layer_idx: int):
         super().__init__()
         self.kind = config.decoder_layer_types[layer_idx]
-        self.sublayers = SUBLAYERS[self.kind]
+        self.sublayers = (RELEASE_SUBLAYERS if config.release_compat else SUBLAYERS)[self.kind]
         self.pre_norm = config.decoder_layer_norm == "pre"
-        self.release_compat = config.release_compat
         self.dropout = nn.Dropout(config.encoder.hidden_dropout_prob)
-        eps = config.layer_norm_eps
-        for name in self.sublayers:
-            if name.endswith("attn"):
-                block = SWCMAttention(config, layer_idx, is_cross_attention=name == "cross_attn")
+        for step in self.sublayers:
+            if step.name.endswith("attn"):
+                block = SWCMAttention(config, layer_idx, is_cross_attention=step.name == "cross_attn")
             else:
                 block = SWCMFeedForward(config)
-            setattr(self, name, block)
-            if not self._shares_norm(name):
-                setattr(self, f"{name}_layer_norm", nn.LayerNorm(config.hidden_size, eps=eps))
-            if config.decoder_gate_init is not None and name in GATED_SUBLAYERS:
-                setattr(self, f"{name}_gate", nn.Parameter(torch.full((config.hidden_size,), config.decoder_gate_init)))
-
-    def _shares_norm(self, name: str) -> bool:
-        return self.release_compat and self.kind == NORMAL and name == "cross_attn"
-
-    def _norm(self, name: str) -> nn.LayerNorm:
-        return getattr(self, "self_attn_layer_norm" if self._shares_norm(name) else f"{name}_layer_norm")
+            setattr(self, step.name, block)
+            if not hasattr(self, step.norm):
+                setattr(self, step.norm, nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps))
+            if config.decoder_gate_init is not None and step.name in GATED_SUBLAYERS:
+                gate = nn.Parameter(torch.full((config.hidden_size,), config.decoder_gate_init))
+                setattr(self, f"{step.name}_gate", gate)
 
     def forward(
         self,
@@ -173,13 +215,13 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
         is_causal: bool = False,
         past_key_values: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
-        for name in self.sublayers:
-            norm = self._norm(name)
+        for step in self.sublayers:
+            name, norm = step.name, getattr(self, step.norm)
             residual = hidden_states
             if self.pre_norm:
                 hidden_states = norm(hidden_states)
-                if self.release_compat and self.kind == NORMAL:
-                    residual = hidden_states  # the release adds the residual after its LayerNorm
+                if step.residual == "normed":
+                    residual = hidden_states
             if name == "self_attn":
                 out = self.self_attn(
                     hidden_states, attention_mask=self_attn_mask, is_causal=is_causal, past_key_values=past_key_values
@@ -194,8 +236,7 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
             else:
                 out = getattr(self, name)(hidden_states)
             out = self.dropout(out)
-            no_residual = self.release_compat and self.kind == CUSTOM and name == "self_attn"
-            updated = out if no_residual else residual + out
+            updated = out if step.residual == "none" else residual + out
             if not self.pre_norm:
                 updated = norm(updated)
             gate = getattr(self, f"{name}_gate", None)
@@ -208,6 +249,7 @@ class SWCMDecoder(nn.Module):
 
     def __init__(self, config: SWCMConfig):
         super().__init__()
+        self.config = config
         self.layers = nn.ModuleList(SWCMDecoderLayer(config, j) for j in range(len(config.decoder_layer_types)))
         # Pre-LN stacks end un-normalised; post-LN layers already end in a LayerNorm. The release has none.
         final_norm = config.decoder_layer_norm == "pre" and not config.release_compat
@@ -228,7 +270,9 @@ class SWCMDecoder(nn.Module):
         dtype, device = inputs_embeds.dtype, inputs_embeds.device
         # Self-attention: causal over past + current positions, and the padding in `attention_mask` if given.
         self_mask, is_causal = None, False
-        if attention_mask is not None or (length > 1 and past_length > 0):
+        # sdpa can take causality as a flag; every other implementation gets it in the mask
+        flag_ok = self.config._attn_implementation == "sdpa"
+        if attention_mask is not None or (length > 1 and (past_length > 0 or not flag_ok)):
             positions = torch.arange(past_length, past_length + length, device=device)
             keep = positions[:, None] >= torch.arange(past_length + length, device=device)[None, :]
             keep = keep[None, None]
@@ -430,10 +474,15 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         return self.model.encoder
 
     def lang_tag_id(self, tgt_lang: str) -> int:
-        code = lang_code(tgt_lang)
-        if code not in self.config.lang_tag_ids:
-            raise ValueError(f"model has no language tag <{code}>; its tags: {sorted(self.config.lang_tag_ids)}")
-        return self.config.lang_tag_ids[code]
+        return self.config.lang_tag_id(tgt_lang)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save, then the model card (README.md): what the model is built from, its layout, its
+        training stages (`self.training_record`, set by the training loop, after those of the folder it was loaded
+        from)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_card(save_directory, swcm_card_data(self.config, getattr(self, "training_record", None)))
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """`<tgt> y1 .. yn </s>` -> `<s> <tgt> y1 .. yn`: exactly one start token, -100 padding -> pad."""
@@ -536,7 +585,7 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         decoder_gate_init: float | None = DEFAULT_GATE_INIT,
         lm_head_init: str = "embeddings",
         tie_lm_head: bool = False,
-        lang_tags: Sequence[str] = DEFAULT_LANG_TAGS,
+        lang_tags: Sequence[str] = LANGS,
         tokenizer=None,
         return_tokenizer: bool = False,
         **config_overrides,
@@ -574,7 +623,11 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             encoder.resize_token_embeddings(vocab_size, mean_resizing=False)
         init_lang_tag_embeddings(encoder.get_input_embeddings(), tokenizer, tag_ids, new_tags)
 
+        origin = provenance(encoder_name_or_path)
         settings = {
+            "built_from": str(encoder_name_or_path),
+            "base_model": origin["base_model"],
+            "base_model_license": origin["license"],
             "decoder_layer_types": decoder_layer_types(encoder.config.num_hidden_layers, normal_every),
             "decoder_init": decoder_init,
             "normal_init": normal_init,
@@ -620,5 +673,9 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         model.generation_config.pad_token_id = config.pad_token_id
         return (model, tokenizer) if return_tokenizer else model
 
+
+# `AutoModelForSeq2SeqLM.from_pretrained` opens saved XLM-SWCM models once this module is loaded
+AutoModel.register(SWCMConfig, SWCMModel, exist_ok=True)
+AutoModelForSeq2SeqLM.register(SWCMConfig, SWCMForConditionalGeneration, exist_ok=True)
 
 __all__ = ["SWCMModel", "SWCMForConditionalGeneration", "SWCMPreTrainedModel"]

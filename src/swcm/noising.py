@@ -6,23 +6,20 @@ original ids, so the source is always recoverable from them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .checks import check_fields
-
-# Sentence ends in the five scripts: Latin / Cyrillic, CJK, Tibetan shad, Arabic question mark, Mongolian full stop.
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？；།༎؟۔᠃᠉])\s*")
+from .languages import SENTENCE_END
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of `text`, cut after sentence-final punctuation of any of the five scripts (and at newlines)."""
     pieces = []
     for line in text.splitlines():
-        pieces += [s for s in _SENTENCE_END.split(line) if s.strip()]
+        pieces += [s for s in SENTENCE_END.split(line) if s.strip()]
     return pieces
 
 

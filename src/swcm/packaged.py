@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertModel, XLMRobertaTokenizer
 
-PACKAGED_PREFIX = "packaged:"
 CONVERTER_VERSION = 1
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
-PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
+from .choices import PRECISIONS
+from .errors import RecipeError
+
 # accelerate's names for the concrete choices
 ACCELERATE_NAMES = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
@@ -61,7 +61,7 @@ def resolve_precision(requested: str = "auto", device: str | torch.device | None
     """
     requested = _legacy(requested)
     if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS} (or 'no' for fp32), got {requested!r}")
+        raise RecipeError(f"precision must be one of {PRECISIONS} (or 'no' for fp32), got {requested!r}")
     device = (
         torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
@@ -80,7 +80,7 @@ def resolve_precision(requested: str = "auto", device: str | torch.device | None
             return PrecisionChoice("bf16", f"auto: {detected}: native bf16")
         return PrecisionChoice("fp32", f"auto: {detected}: no native bf16, which would run many times slower")
     if requested == "fp16":
-        raise ValueError(f"precision fp16 needs a CUDA GPU; on this CPU ({detected}) use auto, bf16 or fp32")
+        raise RecipeError(f"precision fp16 needs a CUDA GPU; on this CPU ({detected}) use auto, bf16 or fp32")
     if requested == "bf16" and not fast_bf16:
         warnings.warn(
             f"precision bf16 on a CPU without native bf16 ({detected}) is emulated and can be 20-60x slower than "

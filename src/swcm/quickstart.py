@@ -13,27 +13,26 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .cldr import cldr_pairs, split_pairs
-from .packaged import PACKAGED_PREFIX
-from .tokenization import LANGUAGE_NAMES
+from .checks import check_fields
+from .choices import DEFAULT_ENCODER, DecoderInit, Precision
+from .errors import RecipeError
+from .languages import LANGUAGE_NAMES, MINORITY_LANGS
 
-QUICKSTART_LANGS = ("ug", "kk", "mn", "bo")
 
-
-@dataclass
+@dataclass(kw_only=True)
 class QuickstartArgs:
     """Arguments of `swcm quickstart`."""
 
     out: Path = Path("swcm-quickstart")
     """Output folder: data/, encoder/ (pruned, cached), train/ (initial/, final/, log.jsonl), report.json, report.md."""
-    encoder: str = PACKAGED_PREFIX + "multilingual-e5-small"
+    encoder: str = DEFAULT_ENCODER
     """Encoder to build on (default: the packaged multilingual-e5-small, no download)."""
-    langs: list[str] = field(default_factory=lambda: list(QUICKSTART_LANGS))
+    langs: list[str] = field(default_factory=lambda: list(MINORITY_LANGS))
     """Target languages (paired with zh)."""
-    decoder_init: str = "shared"
+    decoder_init: DecoderInit = "shared"
     """'shared' (XLM-SWCM: decoder copied from the encoder) or 'random' (the paper's baseline)."""
     encoder_layers: int = 6
     """Keep the encoder's first N layers (fewer: faster on CPU; the decoder gets N custom layers)."""
@@ -50,16 +49,25 @@ class QuickstartArgs:
     """Share of steps spent warming up the learning rate."""
     dae_share: float = 0.2
     """Share of training examples that are denoising of a target-language name (the rest: translation)."""
-    precision: str = "auto"
-    """auto (bf16 where the CPU has native bf16, else fp32), bf16 or fp32."""
+    precision: Precision = "auto"
+    """auto (bf16 where the hardware has native bf16, else fp32), bf16, fp16 (CUDA) or fp32."""
     max_eval: int = 40
     """Held-out pairs per language to evaluate (zh -> X)."""
     seed: int = 0
     """Random seed."""
 
+    def __post_init__(self):
+        positive = ("encoder_layers", "steps", "batch_size", "lr", "max_eval")
+        check_fields(self, positive=positive, shares=("warmup_ratio", "dae_share"), non_empty=("langs",))
+        unknown = [lang for lang in self.langs if lang not in MINORITY_LANGS]
+        if unknown:
+            raise RecipeError(f"langs: {unknown} unknown; choose from {', '.join(MINORITY_LANGS)}")
+
 
 def write_cldr_files(folder: Path, langs: list[str]) -> dict[str, dict[str, Path]]:
     """`cldr.zh-X.{train,test}.jsonl` ({"key", "zh", X}) for each language; the split is stable by key."""
+    from .cldr import cldr_pairs, split_pairs
+
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, Path]] = {}
     for lang in langs:
@@ -124,14 +132,17 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
     return out
 
 
-def quickstart_recipe(args: QuickstartArgs, encoder: Path, files: dict[str, dict[str, Path]], precision: str):
+def quickstart_recipe(
+    args: QuickstartArgs, encoder: Path, files: dict[str, dict[str, Path]], precision: str, changes: dict | None = None
+):
+    """The quickstart's pretraining recipe; `changes` replaces recipe fields (the ablation benchmark's variants)."""
     from .recipe import PretrainRecipe
 
     sources = []
     for lang, split in files.items():
         sources.append({"path": str(split["train"]), "task": "mt", "langs": ["zh", lang], "fields": ["zh", lang]})
         sources.append({"path": str(split["train"]), "task": "dae", "lang": lang, "fields": [lang]})
-    return PretrainRecipe(
+    recipe = PretrainRecipe(
         model=str(encoder),
         sources=sources,
         out=str(args.out / "train"),
@@ -153,17 +164,19 @@ def quickstart_recipe(args: QuickstartArgs, encoder: Path, files: dict[str, dict
         keep_checkpoints=1,
         log_every=10,
     )
+    return replace(recipe, **changes) if changes else recipe
 
 
 def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval: int, precision) -> dict:
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from .encoders import load_model_folder
     from .evaluation import evaluate_file, heldout_loss
     from .metrics import exact_match
-    from .tasks import TaskSpec
+    from .recipe import TaskSpec
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    model = load_model_folder(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     results = {"parameters": model.parameter_counts()["total"]}
     with torch.autocast("cpu", dtype=precision.dtype, enabled=precision.precision != "fp32"):
@@ -215,15 +228,12 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_quickstart(args: QuickstartArgs) -> dict:
+def run_quickstart(args: QuickstartArgs, recipe_changes: dict | None = None) -> dict:
+    """Runs the quickstart into args.out and returns its report; `recipe_changes` replaces fields of the training
+    recipe (PretrainRecipe), e.g. {"normal_every": 0} for BASE-A."""
     from .precision import resolve_precision
     from .training import TrainingInterrupted, pretrain
 
-    unknown = [lang for lang in args.langs if lang not in QUICKSTART_LANGS]
-    if unknown or not args.langs:
-        raise ValueError(
-            f"quickstart languages {unknown or args.langs} unknown; choose from {', '.join(QUICKSTART_LANGS)}"
-        )
     precision = resolve_precision(args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +247,7 @@ def run_quickstart(args: QuickstartArgs) -> dict:
     encoder = prepare_encoder(args.encoder, files, [names], out / "encoder", args.encoder_layers)
 
     print(f"[3/5] building XLM-SWCM (decoder_init={args.decoder_init}) and training", flush=True)
-    recipe = quickstart_recipe(args, encoder, files, args.precision)
+    recipe = quickstart_recipe(args, encoder, files, args.precision, recipe_changes)
     shutil.rmtree(recipe.out, ignore_errors=True)  # a fresh run: never resume or mix with an older one
     from .evaluation import heldout_evaluator
 
@@ -263,6 +273,7 @@ def run_quickstart(args: QuickstartArgs) -> dict:
     report = {
         "encoder": args.encoder,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+        "recipe_changes": recipe_changes or {},
         "model": str(train_dir / "final"),
         "vocab_size": config.vocab_size,
         "vocab_extensions": json.loads((encoder / "swcm-extensions.json").read_text(encoding="utf-8")),

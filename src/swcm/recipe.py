@@ -1,52 +1,103 @@
-"""Pretraining recipes: one dataclass, loaded from YAML, every scalar field overridable on the command line."""
+"""What a training run is told: recipes composed from parts.
+
+Each part is a dataclass whose fields carry one-line docstrings (the CLI's help) and which checks its own fields:
+- `BuildArgs`: how XLM-SWCM is built when the recipe's model is an encoder;
+- `TrainArgs`: optimisation, schedule, precision, checkpoints (one loop for every recipe);
+- `PartRates`: the learning rates of the pretrained encoder and of the decoder's gates;
+- `PretrainData`, `FinetuneData`, `AdaptData`: what each recipe reads (`DataArgs`: what they share).
+
+A recipe is the parts its command uses, and nothing else: pretrain = pretraining data + build + train + rates,
+finetune = fine-tuning data + build + train + rates, adapt = adapt data + train. Their fields are flat in YAML and
+on the command line (`--lr 3e-4`, `--noise.mask_ratio 0.3`). Light: no torch, no transformers, so that `swcm --help`
+is fast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from pathlib import Path
-from typing import ClassVar
+from dataclasses import dataclass, field
 
-import yaml
-
-from .checks import RecipeError, build_each, build_one, check_fields
-from .configuration_swcm import DEFAULT_GATE_INIT
-from .data import TASKS, DataError, SourceSpec
+from .checks import CheckedPart, build_each, build_one, check_fields, own_fields
+from .choices import DEFAULT_GATE_INIT, DecoderInit, LmHeadInit, NormalInit, Precision, PretrainTask, Task
+from .errors import RecipeError
+from .languages import LANGS
 from .noising import NoiseConfig
-from .precision import PRECISIONS
-from .tasks import TrainFile
-from .tokenization import DEFAULT_LANG_TAGS
 
-# recipe fields that must be > 0 (every other number must be >= 0; see checks.check_fields)
-POSITIVE_FIELDS = (
-    "max_steps",
-    "epochs",
-    "global_batch",
-    "micro_batch",
-    "lr",
-    "max_length",
-    "save_every",
-    "keep_checkpoints",
-    "log_every",
-    "grad_clip",
-    "gate_lr_scale",
-)
+# ----------------------------------------------------------------------------------------------- the parts
 
 
-class StepsMixin:
-    """Steps and accumulation from `max_steps` / `epochs`, `global_batch` and `micro_batch` (every recipe has them)."""
+@dataclass(kw_only=True)
+class BuildArgs(CheckedPart):
+    """How XLM-SWCM is built from an encoder (`swcm build`, or a recipe whose model is an encoder)."""
 
-    def check_schedule(self) -> None:
-        """The checks every training recipe shares: one of max_steps / epochs, a known precision."""
+    normal_every: int = 3
+    """One normal layer after every N custom layers (0: none, the BASE-A ablation)."""
+    decoder_init: DecoderInit = "shared"
+    """shared: custom layers copy the encoder's layers (XLM-SWCM); random: nothing copied (the baseline)."""
+    normal_init: NormalInit = "random"
+    """random, or copy-previous: each normal layer copies the custom layer before it (BASE-B)."""
+    decoder_gate_init: float | None = DEFAULT_GATE_INIT
+    """Start of the learnable gate on every shared decoder sublayer (0: identity; null: the paper's ungated init)."""
+    lm_head_init: LmHeadInit = "embeddings"
+    """LM head start: embeddings, mlm-head (the encoder's masked-LM head, e.g. after swcm adapt) or random."""
+    tie_lm_head: bool = False
+    """Tie the LM head to the word embeddings (the paper unties them)."""
+    lang_tags: list[str] = field(default_factory=lambda: list(LANGS))
+    """Language codes whose tags (<bo> ...) are added to the vocabulary."""
+
+    def __post_init__(self):
+        check_fields(self, only=own_fields(BuildArgs), non_empty=("lang_tags",))
+        super().__post_init__()
+
+    def from_encoder_options(self) -> dict:
+        """These fields as the keyword arguments of `SWCMForConditionalGeneration.from_encoder` (same names)."""
+        return {name: getattr(self, name) for name in own_fields(BuildArgs)}
+
+
+@dataclass(kw_only=True)
+class TrainArgs(CheckedPart):
+    """Optimisation, schedule, precision and checkpoints: the one training loop's settings."""
+
+    max_steps: int | None = None
+    """Optimizer steps; or set epochs."""
+    epochs: float | None = None
+    """Passes over the usable lines of the data (converted to steps with global_batch)."""
+    global_batch: int = 600
+    """Sequences per optimizer step, over all processes (micro_batch x processes x accumulation)."""
+    micro_batch: int = 8
+    """Sequences per forward pass on one process."""
+    lr: float = 1e-4
+    """Peak learning rate (AdamW, linear decay)."""
+    warmup_ratio: float = 0.1
+    """Share of steps warming up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    mixed_precision: Precision = "auto"
+    """auto (bf16 where the hardware has native bf16, fp16 on older CUDA, else fp32), bf16, fp16 or fp32."""
+    seed: int = 0
+    """Seed of initialisation, data order and noise."""
+    save_every: int = 500
+    """Checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept (oldest deleted)."""
+    log_every: int = 1
+    """Log every N steps."""
+
+    def __post_init__(self):
+        positive = ("max_steps", "epochs", "global_batch", "micro_batch", "lr", "grad_clip")
+        positive += ("save_every", "keep_checkpoints", "log_every")
+        check_fields(self, only=own_fields(TrainArgs), positive=positive, shares=("warmup_ratio",))
         if (self.max_steps is None) == (self.epochs is None):
-            raise DataError("set exactly one of max_steps and epochs")
-        if self.mixed_precision not in (*PRECISIONS, "no"):
-            raise DataError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+            raise RecipeError("set exactly one of max_steps and epochs")
+        super().__post_init__()
 
     def accumulation(self, world: int) -> int:
         per_step = self.micro_batch * world
         if self.global_batch % per_step:
-            raise DataError(
+            raise RecipeError(
                 f"global_batch {self.global_batch} is not a multiple of "
                 f"micro_batch {self.micro_batch} x {world} processes"
             )
@@ -58,183 +109,282 @@ class StepsMixin:
         return max(1, math.ceil(self.epochs * usable_lines / self.global_batch))
 
 
-@dataclass
-class PretrainRecipe(StepsMixin):
-    """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
-    defaults of the optimisation fields)."""
+@dataclass(kw_only=True)
+class PartRates(CheckedPart):
+    """Learning rates of XLM-SWCM's parts: the pretrained encoder, and the gates of the copied decoder sublayers."""
 
-    REQUIRED_LISTS: ClassVar[tuple[str, ...]] = ("sources", "tasks", "lang_tags")
+    encoder_lr: float | None = None
+    """Peak learning rate of the pretrained encoder and the shared embeddings (null: lr; 0: frozen)."""
+    gate_lr_scale: float = 10.0
+    """The decoder's sublayer gates (decoder_gate_init) learn at this multiple of lr: at lr they stay near their
+    0.02 start, and the copied sublayers stay shut (measured in README / docs/results.md)."""
 
-    model: str
-    """An XLM-SWCM model directory to continue, or an encoder (path, hub id, packaged:NAME) to build one from."""
+    def __post_init__(self):
+        check_fields(self, only=own_fields(PartRates), positive=("gate_lr_scale",))
+        super().__post_init__()
+
+
+@dataclass(kw_only=True)
+class DataArgs(CheckedPart):
+    """What every recipe's data pipeline takes."""
+
+    max_length: int = 256
+    """Longest source / target in tokens (documents are cut into windows of this size)."""
+    prune_vocab: bool = False
+    """Building from an encoder: first prune its vocabulary to the pieces the data uses."""
+    skip_bad_lines: bool = False
+    """Count and skip malformed lines instead of failing at the first (file:line)."""
+    num_workers: int = 2
+    """Dataloader workers (tokenisation and noising run there)."""
+
+    def __post_init__(self):
+        check_fields(self, only=own_fields(DataArgs), positive=("max_length",))
+        super().__post_init__()
+
+
+@dataclass(kw_only=True)
+class SourceSpec:
+    """One pretraining (or adapt) data source."""
+
+    path: str
+    """Local file or glob (.jsonl, .tsv, .txt, .parquet), or `hf:DATASET[:CONFIG]` (needs `datasets`, online)."""
+    task: PretrainTask = "dae"
+    """dae (monolingual, denoising) or mt (parallel, translation in both directions)."""
+    lang: str | None = None
+    """Language of a monolingual source."""
+    langs: list[str] | None = None
+    """The two languages of a parallel source, e.g. [zh, ug]."""
+    fields: list[str] | None = None
+    """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
+    split: str = "train"
+    """Split of a hub dataset."""
+
+    def __post_init__(self):
+        check_fields(self, where=f"source {self.path}: ")
+        if self.task == "dae":
+            if not self.lang:
+                raise RecipeError(f"source {self.path}: a dae source needs `lang`")
+            self.fields = list(self.fields or ["text"])
+        else:
+            if not self.langs or len(self.langs) != 2:
+                raise RecipeError(f"source {self.path}: an mt source needs `langs: [src, tgt]`")
+            self.fields = list(self.fields or self.langs)
+            if len(self.fields) != 2:
+                raise RecipeError(f"source {self.path}: an mt source needs two fields, got {self.fields}")
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(task, language) the mixture weighs: monolingual by language, parallel by its non-Chinese side."""
+        if self.task == "dae":
+            return ("dae", self.lang)
+        other = [lang for lang in self.langs if lang != "zh"]
+        return ("mt", other[0] if other else self.langs[1])
+
+
+@dataclass(kw_only=True)
+class PretrainData(DataArgs):
+    """Pretraining data: denoising on monolingual text plus zh <-> X translation, mixed by language."""
+
     sources: list[SourceSpec]
     """Data sources (see SourceSpec)."""
-    out: str = "runs/pretrain"
-    """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
-    normal_every: int = 3
-    """Building from an encoder: one normal layer after every N custom layers (0 = BASE-A)."""
-    decoder_init: str = "shared"
-    """Building from an encoder: 'shared' (XLM-SWCM) or 'random'."""
-    normal_init: str = "random"
-    """Building from an encoder: 'random' or 'copy-previous' (BASE-B)."""
-    decoder_gate_init: float | None = DEFAULT_GATE_INIT
-    """Building from an encoder: start of the shared decoder's sublayer gates (null: the paper's ungated init)."""
-    lang_tags: list[str] = field(default_factory=lambda: list(DEFAULT_LANG_TAGS))
-    """Building from an encoder: language tags to add."""
-    prune_vocab: bool = False
-    """Building from an encoder: first prune its vocabulary to the pieces the sources use."""
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    tasks: list[PretrainTask] = field(default_factory=lambda: ["dae", "mt"])
     """Objectives: [dae, mt]; the paper's ablations are [mt] (-DAE) and [dae] (-MT)."""
     mt_share: float = 0.5
     """Share of translation examples when both tasks are on."""
     alpha: float = 0.3
     """Language sampling temperature: p ~ n^alpha over each language's bytes."""
-    max_length: int = 256
-    """Longest source / target in tokens (documents are cut into windows of this size)."""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """Denoising noise rates."""
-    skip_bad_lines: bool = False
-    """Count and skip malformed lines instead of failing at the first (file:line)."""
-    num_workers: int = 2
-    """Dataloader workers (tokenisation and noising run there)."""
-    max_steps: int | None = None
-    """Optimizer steps; or set epochs."""
-    epochs: float | None = None
-    """Passes over the usable lines of the sources (converted to steps with global_batch)."""
-    global_batch: int = 600
-    """Sequences per optimizer step, over all processes (micro_batch x processes x accumulation)."""
-    micro_batch: int = 8
-    """Sequences per forward pass on one process."""
-    lr: float = 1e-4
-    """Peak learning rate (AdamW, linear decay)."""
-    encoder_lr: float | None = None
-    """Peak learning rate of the pretrained encoder and the shared embeddings (None: lr; 0: frozen)."""
-    gate_lr_scale: float = 10.0
-    """The decoder's sublayer gates (decoder_gate_init) learn at this multiple of lr: at lr they stay near their
-    0.02 start, and the copied sublayers stay shut (measured in README / docs/results.md)."""
-    warmup_ratio: float = 0.1
-    """Share of steps warming up."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    grad_clip: float = 1.0
-    """Gradient norm clip."""
-    mixed_precision: str = "auto"
-    """'auto' (bf16 where the hardware has native bf16, fp16 on older CUDA, else fp32), 'bf16', 'fp16' or 'fp32'."""
-    seed: int = 0
-    """Seed of initialisation, data order and noise."""
-    save_every: int = 500
-    """Checkpoint every N steps (and at the end)."""
-    keep_checkpoints: int = 3
-    """Checkpoints kept (oldest deleted)."""
-    log_every: int = 1
-    """Log every N steps."""
 
     def __post_init__(self):
         self.sources = build_each(SourceSpec, self.sources, "sources")
         self.noise = build_one(NoiseConfig, self.noise, "noise")
-        check_fields(self, positive=POSITIVE_FIELDS, shares=("warmup_ratio",), non_empty=self.REQUIRED_LISTS)
-        bad = [t for t in self.tasks if t not in TASKS]
-        if bad or not self.tasks:
-            raise DataError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
-        self.check_schedule()
-        if not 0.0 < self.mt_share < 1.0 and set(self.tasks) == set(TASKS):
-            raise DataError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
-
-
-@dataclass
-class FinetuneRecipe(PretrainRecipe):
-    """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
-
-    REQUIRED_LISTS: ClassVar[tuple[str, ...]] = ("tasks", "lang_tags")  # `train`, not `sources`
-
-    sources: list[SourceSpec] = field(default_factory=list)
-    """Unused in fine-tuning."""
-    train: list[TrainFile] = field(default_factory=list)
-    """Training files (see tasks.TrainFile): task, fields, target language, limit k."""
-
-    def __post_init__(self):
-        self.train = build_each(TrainFile, self.train, "train")
-        if not self.train:
-            raise DataError("a fine-tuning recipe needs `train` files")
+        check_fields(self, only=own_fields(PretrainData), non_empty=("sources", "tasks"))
+        if len(set(self.tasks)) != len(self.tasks):
+            raise RecipeError(f"tasks: each at most once, got {self.tasks}")
+        if set(self.tasks) == {"dae", "mt"} and not 0.0 < self.mt_share < 1.0:
+            raise RecipeError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
         super().__post_init__()
 
 
-_CASTS = {"int": int, "float": float, "str": str, "Path": Path}
+@dataclass(kw_only=True)
+class TaskSpec:
+    """Which task a file holds and where its fields are."""
+
+    task: Task
+    """translation, summarization or mrc."""
+    tgt_lang: str
+    """Language of the references (and of the outputs to generate)."""
+    src_field: str | None = None
+    """translation: source text field."""
+    tgt_field: str | None = None
+    """translation: reference field."""
+    text_field: str = "text"
+    """summarization: document field."""
+    summary_field: str = "summary"
+    """summarization: reference field."""
+    question_field: str = "question"
+    """mrc: question field."""
+    context_field: str = "context"
+    """mrc: context field."""
+    answer_field: str = "answer"
+    """mrc: reference answer (string) or answers (list) field."""
+
+    def __post_init__(self):
+        check_fields(self, only=own_fields(TaskSpec))
+        if self.task == "translation" and not (self.src_field and self.tgt_field):
+            raise RecipeError("translation needs src_field and tgt_field (e.g. zh and ug)")
+
+    def fields(self) -> list[str]:
+        return {
+            "translation": [self.src_field, self.tgt_field],
+            "summarization": [self.text_field, self.summary_field],
+            "mrc": [self.question_field, self.context_field, self.answer_field],
+        }[self.task]
 
 
-def _cast(kind: str, text: str, name: str):
-    if text.lower() in ("none", "null") and "None" in kind:
-        return None
-    kind = kind.replace(" | None", "")
-    if kind == "bool":
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise DataError(f"--{name}: expected true or false, got {text!r}")
-    if kind == "list[str]":
-        return [t for t in text.split(",") if t]
-    try:
-        return _CASTS.get(kind, str)(text)
-    except ValueError:
-        raise DataError(f"--{name}: expected {kind}, got {text!r}") from None
+@dataclass(kw_only=True)
+class TrainFile(TaskSpec):
+    """A fine-tuning file: a TaskSpec plus where it is and how much of it to use."""
+
+    path: str
+    """JSON Lines file."""
+    limit: int | None = None
+    """Use the first k examples (cross-lingual transfer: a few target-language examples; 0 leaves the file out)."""
+    both_directions: bool = True
+    """translation: train source -> target and target -> source."""
+    src_lang: str | None = None
+    """translation: language of src_field, for the reverse direction (default: the field's name)."""
+    skip_empty: bool = False
+    """Count and skip examples with an empty field instead of failing at file:line."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_fields(self, where=f"train file {self.path}: ", only=own_fields(TrainFile))
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TaskSpec)})
 
 
-def _nested_kinds(cls: type) -> dict[str, dict[str, str]]:
-    """Dataclass-valued fields of a recipe (noise, masking) and the kinds of their own fields."""
-    nested = {}
-    for f in fields(cls):
-        if f.default_factory is not MISSING:
-            value = f.default_factory()
-            if is_dataclass(value):
-                nested[f.name] = {g.name: str(g.type) for g in fields(value)}
-    return nested
+@dataclass(kw_only=True)
+class FinetuneData(DataArgs):
+    """Fine-tuning data: task files (translation, summarization, reading comprehension)."""
+
+    train: list[TrainFile]
+    """Training files (see TrainFile): task, fields, target language, limit k."""
+
+    def __post_init__(self):
+        self.train = build_each(TrainFile, self.train, "train")
+        check_fields(self, only=own_fields(FinetuneData), non_empty=("train",))
+        super().__post_init__()
 
 
-def apply_overrides(data: dict, overrides: list[str], cls: type = PretrainRecipe) -> dict:
-    """`--lr 3e-4 --noise.mask_ratio 0.3 --tasks mt`: scalar fields of the recipe (and of its nested parts) by name."""
-    nested = _nested_kinds(cls)
-    kinds = {f.name: str(f.type) for f in fields(cls) if f.name not in nested}
-    if len(overrides) % 2:
-        raise DataError(f"overrides come in pairs (--name value), got {overrides}")
-    data = dict(data)
-    for flag, value in zip(overrides[::2], overrides[1::2], strict=True):
-        if not flag.startswith("--"):
-            raise DataError(f"expected --name before {value!r}, got {flag!r}")
-        name = flag[2:].replace("-", "_")
-        part, _, key = name.partition(".")
-        if key and part in nested:
-            if key not in nested[part]:
-                raise DataError(f"unknown {part} field {key!r}; known: {', '.join(nested[part])}")
-            data[part] = {**dict(data.get(part) or {}), key: _cast(nested[part][key], value, name)}
-        elif name in kinds and not kinds[name].startswith(("list[SourceSpec]", "list[TrainFile]", "dict")):
-            data[name] = _cast(kinds[name], value, name)
-        else:
-            raise DataError(f"unknown recipe field {name!r}; known: {', '.join(k for k in kinds if k != 'sources')}")
-    return data
+@dataclass(kw_only=True)
+class MaskingConfig:
+    """What masked-language modelling hides (BERT's 15% with 80 / 10 / 10)."""
+
+    mask_ratio: float = 0.15
+    """Share of content tokens (or whole words) chosen for prediction."""
+    mask_token: float = 0.8
+    """Of the chosen, the share replaced by <mask>."""
+    random_token: float = 0.1
+    """Of the chosen, the share replaced by a random piece (the rest stay as they are)."""
+    whole_word: bool = False
+    """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
+
+    def __post_init__(self):
+        check_fields(self, positive=("mask_ratio",), shares=("mask_ratio",))
+        if self.mask_token + self.random_token > 1.0:
+            raise RecipeError(
+                f"masking: mask_token ({self.mask_token}) and random_token ({self.random_token}) must sum to at most 1"
+            )
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None, cls: type = PretrainRecipe):
-    data = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"recipe {path} not found")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
-    data = apply_overrides(data, overrides or [], cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise DataError(f"{path}: unknown recipe field(s) {unknown}; known: {', '.join(sorted(known))}")
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise DataError(f"{path}: recipe needs {missing}")
-    try:
-        return cls(**data)
-    except TypeError as err:
-        raise DataError(f"{path}: {err}") from None
-    except RecipeError as err:
-        raise RecipeError(f"{path or 'recipe'}: {err}") from None
+@dataclass(kw_only=True)
+class AdaptData(DataArgs):
+    """Continued-MLM data: monolingual sources, and what the vocabulary gets first."""
+
+    sources: list[SourceSpec]
+    """Monolingual sources (task: dae, with lang); see SourceSpec."""
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    """What is masked."""
+    extend: dict[str, int] = field(default_factory=dict)
+    """Languages whose vocabulary to extend first, with the sentencepiece size to train: e.g. {bo: 8000}."""
+    heldout_lines: int = 50
+    """Last usable lines of each source kept out of training, for the before / after report."""
+    alpha: float = 0.3
+    """Language sampling temperature: p ~ n^alpha over each language's bytes."""
+
+    def __post_init__(self):
+        self.sources = build_each(SourceSpec, self.sources, "sources")
+        self.masking = build_one(MaskingConfig, self.masking, "masking")
+        check_fields(self, only=own_fields(AdaptData), non_empty=("sources",))
+        bad = [s.path for s in self.sources if s.task != "dae"]
+        if bad:
+            raise RecipeError(f"adapt takes monolingual sources (task: dae, lang: X); not: {bad}")
+        super().__post_init__()
+
+
+# --------------------------------------------------------------------------------------------- the recipes
+
+
+@dataclass(kw_only=True)
+class PretrainRecipe(PretrainData, BuildArgs, TrainArgs, PartRates):
+    """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
+    defaults of the optimisation fields)."""
+
+    model: str
+    """An XLM-SWCM model directory to continue, or an encoder (path, hub id, packaged:NAME) to build one from."""
+    out: str = "runs/pretrain"
+    """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
+
+    def __post_init__(self):
+        check_fields(self, only=("model", "out"))
+        super().__post_init__()
+
+
+@dataclass(kw_only=True)
+class FinetuneRecipe(FinetuneData, BuildArgs, TrainArgs, PartRates):
+    """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
+
+    model: str
+    """An XLM-SWCM model directory (e.g. a pretraining run's final/), or an encoder to build one from."""
+    out: str = "runs/finetune"
+    """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
+
+    def __post_init__(self):
+        check_fields(self, only=("model", "out"))
+        super().__post_init__()
+
+
+@dataclass(kw_only=True)
+class AdaptRecipe(AdaptData, TrainArgs):
+    """Continued MLM pretraining of an encoder on monolingual sources (the CINO recipe)."""
+
+    model: str
+    """Encoder to adapt: a local folder, a hub id or packaged:NAME."""
+    out: str = "runs/adapt"
+    """Output folder: final/ (the adapted encoder with its MLM head), checkpoints/, log.jsonl, report.json."""
+    # adapt's own defaults for the shared parts' fields
+    max_length: int = 128
+    """Longest window in tokens."""
+    num_workers: int = 1
+    """Dataloader workers."""
+    global_batch: int = 64
+    """Sequences per optimizer step, over all processes."""
+    micro_batch: int = 16
+    """Sequences per forward pass on one process."""
+    warmup_ratio: float = 0.06
+    """Share of steps warming up."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept."""
+    log_every: int = 10
+    """Log every N steps."""
+
+    def __post_init__(self):
+        check_fields(self, only=("model", "out"))
+        super().__post_init__()
+
+
+RECIPES = {"pretrain": PretrainRecipe, "finetune": FinetuneRecipe, "adapt": AdaptRecipe}
+"""The recipe each training command takes."""

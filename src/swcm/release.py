@@ -18,8 +18,10 @@ import torch
 
 from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, layout_string
 from .encoders import load_encoder_config, load_tokenizer
+from .errors import CheckpointError
+from .languages import LANGS, lang_tag
 from .modeling_swcm import SWCMForConditionalGeneration
-from .tokenization import DEFAULT_LANG_TAGS, end_token_id, lang_tag, start_token_id
+from .tokenization import end_token_id, start_token_id
 
 # Release module -> our module, per layer kind (norm names by position: pre-LN before each sublayer).
 RELEASE_LAYER_MODULES: dict[str, dict[str, str]] = {
@@ -52,7 +54,7 @@ UNUSED_PREFIXES = ("encoder.pooler.",)  # XLM-R's pooler: not used for generatio
 BUFFERS = ("encoder.embeddings.position_ids", "encoder.embeddings.token_type_ids")
 
 
-class ReleaseError(ValueError):
+class ReleaseError(CheckpointError):
     """A release checkpoint that cannot be converted, with the reason."""
 
 
@@ -183,7 +185,7 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
         raise ReleaseError(f"embeddings have {words} rows but the LM head {vocab_size}")
     encoder_config.vocab_size = vocab_size
     vocab = tokenizer.get_vocab()
-    tags = {code: vocab[lang_tag(code)] for code in DEFAULT_LANG_TAGS if lang_tag(code) in vocab}
+    tags = {code: vocab[lang_tag(code)] for code in LANGS if lang_tag(code) in vocab}
     config = SWCMConfig(
         encoder=encoder_config.to_dict(),
         decoder_layer_types=layer_types,

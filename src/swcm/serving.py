@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -22,13 +21,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from transformers import LogitsProcessorList
 
+from .choices import TASK_NAMES, Task
 from .configuration_swcm import layout_string
-from .data import DataError
 from .encoders import load_model_folder
+from .errors import CheckpointError, DataError
 from .generation import ScriptConstraint, allowed_tokens, new_token_limit, prepare_for_inference, source_token_limit
-from .metrics import LANGUAGE_SCRIPTS, target_script_share
+from .languages import LANGUAGE_NAMES, LANGUAGE_SCRIPTS
+from .metrics import target_script_share
 from .tasks import TaskExample, mrc_sources
-from .tokenization import LANGUAGE_NAMES
 
 
 @dataclass
@@ -57,7 +57,7 @@ def model_limits(limits: ServeLimits, model, tokenizer) -> tuple[ServeLimits, li
 
 
 class GenerateRequest(BaseModel):
-    task: Literal["translation", "summarization", "mrc"] = "translation"
+    task: Task = "translation"
     text: str | None = Field(default=None, description="translation / summarization: the input text")
     question: str | None = Field(default=None, description="mrc: the question")
     context: str | None = Field(default=None, description="mrc: the passage")
@@ -101,10 +101,10 @@ class Generator:
 
         path = Path(model_dir)
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path}: not a model directory (no config.json)")
+            raise CheckpointError(f"{path}: not a model directory (no config.json)")
         kind = AutoConfig.from_pretrained(path).model_type
         if kind != "swcm":
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: a {kind} model, not XLM-SWCM (build one with swcm build, train it with swcm finetune)"
             )
         model, how = prepare_for_inference(load_model_folder(path), precision, quantize)
@@ -121,7 +121,7 @@ class Generator:
             "languages": {code: LANGUAGE_NAMES.get(code, code) for code in self.languages},
             "parameters": counts,
             "vocab_size": self.model.config.vocab_size,
-            "tasks": ["translation", "summarization", "mrc"],
+            "tasks": list(TASK_NAMES),
             "limits": vars(self.limits),
             "inference": self.inference,
         }

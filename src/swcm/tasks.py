@@ -10,53 +10,15 @@ Fields may be dotted to reach into objects (`zh.body` in the headline files).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .checks import check_fields
-from .data import DataError, json_object, text_lines
-
-TASK_NAMES = ("translation", "summarization", "mrc")
-
-
-@dataclass
-class TaskSpec:
-    """Which task a file holds and where its fields are."""
-
-    task: str
-    """translation, summarization or mrc."""
-    tgt_lang: str
-    """Language of the references (and of the outputs to generate)."""
-    src_field: str | None = None
-    """translation: source text field."""
-    tgt_field: str | None = None
-    """translation: reference field."""
-    text_field: str = "text"
-    """summarization: document field."""
-    summary_field: str = "summary"
-    """summarization: reference field."""
-    question_field: str = "question"
-    """mrc: question field."""
-    context_field: str = "context"
-    """mrc: context field."""
-    answer_field: str = "answer"
-    """mrc: reference answer (string) or answers (list) field."""
-
-    def __post_init__(self):
-        check_fields(self)
-        if self.task not in TASK_NAMES:
-            raise DataError(f"task must be one of {TASK_NAMES}, got {self.task!r}")
-        if self.task == "translation" and not (self.src_field and self.tgt_field):
-            raise DataError("translation needs src_field and tgt_field (e.g. zh and ug)")
-
-    def fields(self) -> list[str]:
-        return {
-            "translation": [self.src_field, self.tgt_field],
-            "summarization": [self.text_field, self.summary_field],
-            "mrc": [self.question_field, self.context_field, self.answer_field],
-        }[self.task]
+from .choices import TASK_NAMES
+from .data import json_object, text_lines
+from .errors import DataError
+from .recipe import TaskSpec, TrainFile
 
 
 @dataclass
@@ -148,30 +110,6 @@ def load_spec(text: str) -> TaskSpec:
         return TaskSpec(**json.loads(text))
     except (json.JSONDecodeError, TypeError) as err:
         raise DataError(f"bad task description {text!r}: {err}") from None
-
-
-@dataclass
-class TrainFile(TaskSpec):
-    """A fine-tuning file: a TaskSpec plus where it is and how much of it to use."""
-
-    path: str = ""
-    """JSON Lines file."""
-    limit: int | None = None
-    """Use the first k examples (cross-lingual transfer: a few target-language examples; 0 leaves the file out)."""
-    both_directions: bool = True
-    """translation: train source -> target and target -> source."""
-    src_lang: str | None = None
-    """translation: language of src_field, for the reverse direction (default: the field's name)."""
-    skip_empty: bool = False
-    """Count and skip examples with an empty field instead of failing at file:line."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.path:
-            raise DataError("a training file needs `path`")
-
-    def spec(self) -> TaskSpec:
-        return TaskSpec(**{f.name: getattr(self, f.name) for f in fields(TaskSpec)})
 
 
 def finetune_items(files: list[TrainFile], tokenizer, max_length: int) -> tuple[list[tuple], list[str]]:

@@ -9,37 +9,17 @@ from tokenizers import AddedToken
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-DEFAULT_LANG_TAGS = ("bo", "ug", "kk", "mn", "zh")
-
-# A tag's embedding starts as the mean of the pieces of the language's own name, so tags start apart from each
-# other and near text of their language.
-LANGUAGE_NAMES = {
-    "bo": "བོད་ཡིག",
-    "ug": "ئۇيغۇرچە",
-    "kk": "қазақ тілі",
-    "mn": "монгол хэл",
-    "zh": "中文",
-    "en": "English",
-}
-
-
-def lang_tag(code: str) -> str:
-    """`bo` -> `<bo>`; a tag passed in already (`<bo>`) is returned unchanged."""
-    code = code.strip()
-    if not code or any(c.isspace() for c in code):
-        raise ValueError(f"language code {code!r} must be a non-empty word without spaces")
-    return code if code.startswith("<") and code.endswith(">") else f"<{code}>"
-
-
-def lang_code(tag_or_code: str) -> str:
-    return lang_tag(tag_or_code)[1:-1]
+from .errors import CheckpointError, RecipeError
+from .languages import LANGUAGE_NAMES, lang_code, lang_tag
 
 
 def start_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """`<s>` for XLM-R style vocabularies, `[CLS]` for BERT style ones."""
     token_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     if token_id is None:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a cls nor a bos token to start sequences")
+        raise CheckpointError(
+            f"tokenizer {type(tokenizer).__name__} has neither a cls nor a bos token to start sequences"
+        )
     return token_id
 
 
@@ -47,7 +27,9 @@ def end_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """`</s>` for XLM-R style vocabularies, `[SEP]` for BERT style ones."""
     token_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     if token_id is None:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a sep nor an eos token to end sequences")
+        raise CheckpointError(
+            f"tokenizer {type(tokenizer).__name__} has neither a sep nor an eos token to end sequences"
+        )
     return token_id
 
 
@@ -55,7 +37,7 @@ def add_lang_tags(tokenizer: PreTrainedTokenizerBase, codes: Sequence[str]) -> t
     """Add `<code>` special tokens; returns (id of every tag by code, codes whose tag is new to the vocabulary)."""
     codes = [lang_code(c) for c in codes]
     if len(set(codes)) != len(codes):
-        raise ValueError(f"duplicate language codes in {codes}")
+        raise RecipeError(f"duplicate language codes in {codes}")
     vocab = tokenizer.get_vocab()
     new = [c for c in codes if lang_tag(c) not in vocab]
     tokenizer.add_tokens(
@@ -88,7 +70,7 @@ def encode_targets(
     """Labels `<tgt-lang> y1 .. yn </s>`, padded with -100. The model prepends the start token `<s>` itself."""
     tag_id = tokenizer.convert_tokens_to_ids(lang_tag(tgt_lang))
     if tag_id is None or tag_id == tokenizer.unk_token_id:
-        raise ValueError(f"tokenizer has no language tag {lang_tag(tgt_lang)}; add it with add_lang_tags")
+        raise CheckpointError(f"tokenizer has no language tag {lang_tag(tgt_lang)}; add it with add_lang_tags")
     eos = end_token_id(tokenizer)
     rows = []
     for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:

@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import DataError, ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
+from .data import ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
 from .encoders import load_model_folder
+from .errors import DataError
 from .modeling_swcm import SWCMForConditionalGeneration
 from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
@@ -158,15 +159,7 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
         return load_model_folder(path), AutoTokenizer.from_pretrained(path)
     encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
     torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
-    return SWCMForConditionalGeneration.from_encoder(
-        encoder,
-        normal_every=recipe.normal_every,
-        decoder_init=recipe.decoder_init,
-        normal_init=recipe.normal_init,
-        decoder_gate_init=recipe.decoder_gate_init,
-        lang_tags=recipe.lang_tags,
-        return_tokenizer=True,
-    )
+    return SWCMForConditionalGeneration.from_encoder(encoder, **recipe.from_encoder_options(), return_tokenizer=True)
 
 
 def measure_data_throughput(examples: PretrainExamples, count: int = 64) -> float:
@@ -531,10 +524,33 @@ def run_training(
     if step >= total_steps:
         accelerator.wait_for_everyone()
         if main:
+            unwrapped.training_record = training_record(recipe, step, precision.precision, summary["seconds"])
             unwrapped.save_pretrained(out / "final")
             tokenizer.save_pretrained(out / "final")
             plot_losses(log_path, out / "loss.png")
     return summary
+
+
+def training_record(recipe, steps: int, precision: str, seconds: float) -> dict:
+    """One training stage as the model card states it."""
+    files = [s.path for s in getattr(recipe, "sources", None) or getattr(recipe, "train", None) or []]
+    rates = f"peak lr {recipe.lr:g}"
+    if getattr(recipe, "encoder_lr", None) is not None:
+        rates += f", encoder {recipe.encoder_lr:g}"
+    tasks = getattr(recipe, "tasks", None) or sorted({f.task for f in getattr(recipe, "train", [])})
+    return {
+        "stage": {"PretrainRecipe": "pretraining", "FinetuneRecipe": "fine-tuning"}.get(
+            type(recipe).__name__, "continued masked-LM pretraining"
+        ),
+        "tasks": ", ".join(tasks) if tasks else "masked LM",
+        "data": ", ".join(f"`{f}`" for f in files),
+        "steps": f"{steps} x {recipe.global_batch} sequences of at most {recipe.max_length} tokens",
+        "optimiser": f"AdamW, {rates}, {recipe.warmup_ratio:.0%} warm-up, linear decay, weight decay "
+        f"{recipe.weight_decay:g}",
+        "precision": precision,
+        "seed": recipe.seed,
+        "time": f"{seconds / 60:.1f} min",
+    }
 
 
 def _token_losses(model, unwrapped, batch: dict, labels: torch.Tensor, device) -> torch.Tensor:

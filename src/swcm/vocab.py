@@ -8,6 +8,7 @@ processor ids) and every vocabulary-sized tensor (word embeddings, LM head) foll
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import tempfile
@@ -22,18 +23,34 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from .data import DataError as CorpusError  # corpus problems are data problems: one error type, file:line
+from . import modeling_swcm  # noqa: F401  (registers XLM-SWCM with the Auto classes, which open models here)
 from .data import json_object, text_lines
 from .encoders import load_encoder
+from .errors import DataError, RecipeError
+from .languages import LANGS
+from .model_card import encoder_card_data, write_card
+
+
+def corpus_files(files: Iterable[str | Path]) -> list[Path]:
+    """The files named, glob patterns expanded (sorted); a missing file or an empty pattern is a DataError."""
+    found = []
+    for name in files:
+        if glob.has_magic(str(name)):
+            matches = sorted(Path(m) for m in glob.glob(str(name)))
+            if not matches:
+                raise DataError(f"{name}: corpus pattern matches no file")
+            found += matches
+        elif not Path(name).is_file():
+            raise DataError(f"{name}: corpus file does not exist")
+        else:
+            found.append(Path(name))
+    return found
 
 
 def read_corpus(files: Iterable[str | Path], fields: Sequence[str] | None = None) -> Iterator[str]:
-    """Text of each file: `.jsonl` rows give their string fields (`fields`, or every string value), other files
-    their non-empty lines."""
-    for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise CorpusError(f"{path}: corpus file does not exist")
+    """Text of each file (or of the files a glob pattern names): `.jsonl` rows give their string fields (`fields`, or
+    every string value), other files their non-empty lines."""
+    for path in corpus_files(files):
         for line_no, line in text_lines(path):
             if not line.strip():
                 continue
@@ -146,11 +163,11 @@ def relayout_tokenizer(tokenizer: PreTrainedTokenizerBase, layout: Layout, out_d
         model["unk_id"] = mapping[model["unk_id"]]
     elif model["type"] == "WordPiece":
         if layout.new_pieces:
-            raise ValueError("adding pieces is supported for sentencepiece-unigram (XLM-R family) vocabularies only")
+            raise RecipeError("adding pieces is supported for sentencepiece-unigram (XLM-R family) vocabularies only")
         by_id = {i: t for t, i in model["vocab"].items()}
         model["vocab"] = {by_id[i]: mapping[i] for i in layout.old_model_ids}
     else:
-        raise ValueError(f"tokenizer model {model['type']} is not supported (Unigram or WordPiece)")
+        raise RecipeError(f"tokenizer model {model['type']} is not supported (Unigram or WordPiece)")
     for added in spec["added_tokens"]:
         if added["id"] not in mapping:
             raise ValueError(f"added token {added['content']!r} (id {added['id']}) would be dropped")
@@ -188,8 +205,11 @@ def apply_layout(
     layout: Layout,
     out_dir: Path,
     new_row: Callable[[torch.Tensor, tuple[str, float]], torch.Tensor] | None = None,
+    source: Path | None = None,
+    stage: dict | None = None,
 ):
-    """Write the model and tokenizer re-laid out to `out_dir`; returns (model, tokenizer)."""
+    """Write the model and tokenizer re-laid out to `out_dir`; returns (model, tokenizer). An encoder's model card
+    names `source` and `stage` (what was done to the vocabulary)."""
     mapping = layout.old_to_new()
     out_dir.mkdir(parents=True, exist_ok=True)
     new_tokenizer = relayout_tokenizer(tokenizer, layout, out_dir)
@@ -218,7 +238,9 @@ def apply_layout(
             head.weight.copy_(_relayout_rows(model.lm_head.weight, layout, new_row))
         head.bias.copy_(_relayout_rows(model.lm_head.bias[:, None], layout, new_row)[:, 0])
         model.lm_head = head
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)  # an XLM-SWCM model writes its own card, carrying its history
+    if not is_swcm:
+        write_card(out_dir, encoder_card_data(source, model.config, LANGS, stage))
     return model, new_tokenizer
 
 
@@ -241,11 +263,11 @@ def prune_vocab(
     With `min_count` > 1, every single-character piece of the corpus is kept as well, so rarer words still
     segment into known pieces. Returns a report (sizes, parameters, corpus segmentation check)."""
     if min_count < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}")
+        raise RecipeError(f"min_count must be >= 1, got {min_count}")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     texts = list(read_corpus(corpus, fields))  # before the model: bad input fails fast
     if not texts:
-        raise CorpusError(f"corpus {list(map(str, corpus))} has no text")
+        raise DataError(f"corpus {list(map(str, corpus))} has no text")
     model, tokenizer, is_swcm = _load(model_dir)
     counts, _ = count_token_ids(tokenizer, texts)
     n_model = model_vocab_size(tokenizer)
@@ -260,7 +282,8 @@ def prune_vocab(
         old_added_ids=sorted(i for i in keep if i >= n_model),
     )
     before_rows, before_params = model.get_input_embeddings().num_embeddings, parameter_count(model)
-    model, new_tokenizer = apply_layout(model, tokenizer, is_swcm, layout, out_dir)
+    stage = {"stage": "vocabulary pruned", "corpus": ", ".join(f"`{c}`" for c in corpus), "pieces kept": layout.size}
+    model, new_tokenizer = apply_layout(model, tokenizer, is_swcm, layout, out_dir, None, model_dir, stage)
     # The same corpus must segment into the same pieces (compared as strings, since ids moved).
     changed = 0
     for batch in _batches(texts, 512):
@@ -325,7 +348,7 @@ def extend_vocab(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     texts = list(read_corpus(corpus, fields))
     if len(texts) < 2:
-        raise CorpusError(f"corpus {list(map(str, corpus))} has {len(texts)} texts; need at least 2 (train + held out)")
+        raise DataError(f"corpus {list(map(str, corpus))} has {len(texts)} texts; need at least 2 (train + held out)")
     model, tokenizer, is_swcm = _load(model_dir)
     split = len(texts) - max(1, math.ceil(len(texts) * heldout_fraction))
     train, heldout = texts[:split], texts[split:]
@@ -364,7 +387,12 @@ def extend_vocab(
         return (base + noise).to(weight.dtype)
 
     before_params = parameter_count(model)
-    model, new_tokenizer = apply_layout(model, tokenizer, is_swcm, layout, out_dir, new_row)
+    stage = {
+        "stage": f"vocabulary extended for {lang}",
+        "pieces added": len(new_pieces),
+        "corpus": ", ".join(map(str, corpus)),
+    }
+    model, new_tokenizer = apply_layout(model, tokenizer, is_swcm, layout, out_dir, new_row, model_dir, stage)
     after = vocab_stats(new_tokenizer, heldout)
     return {
         "lang": lang,

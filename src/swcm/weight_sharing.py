@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .configuration_swcm import CUSTOM, NORMAL
+from .errors import CheckpointError
 
 ENCODER_LAYER = "encoder.encoder.layer.{i}."
 DECODER_LAYER = "decoder.layers.{j}."
@@ -46,7 +47,7 @@ NORMAL_FROM_CUSTOM: dict[str, str] = {
 }
 
 
-class WeightMapError(ValueError):
+class WeightMapError(CheckpointError):
     """A decoder parameter the map cannot source, or a source that is missing or of another shape."""
 
 

@@ -1,4 +1,4 @@
-"""Shared by the benchmark programs: the offline encoder they start from, machine facts, result files."""
+"""Shared by the benchmark programs (benchmarks/): the offline encoder they start from, machine facts, result files."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import platform
 import time
 from pathlib import Path
 
-import torch
+from .choices import DEFAULT_ENCODER
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("SWCM_SHARED_DATA", ROOT.parent / "shared" / "data"))
-DEFAULT_ENCODER = "packaged:multilingual-e5-small"
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""The source checkout this module runs from (an editable install)."""
+SHARED_DATA = Path(os.environ.get("SWCM_SHARED_DATA", REPOSITORY.parent / "shared" / "data"))
+"""The real data: `../shared/data` beside the checkout, or SWCM_SHARED_DATA."""
 # The benchmark's languages: pruning keeps the pieces these files use (ug / kk / mn / zh).
 PRUNE_CORPUS = [
     "mono/ug.essays.jsonl",
@@ -33,8 +34,8 @@ def require_shared_data() -> Path:
 def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str:
     """A local encoder directory: `encoder` itself, or (packaged / hub encoders) its vocabulary pruned to the
     benchmark corpus, built once and cached under the swcm cache."""
-    from swcm.encoders import resolve_encoder
-    from swcm.packaged import cache_root
+    from .encoders import resolve_encoder
+    from .packaged import cache_root
 
     path = Path(encoder)
     if path.is_dir() and not prune:
@@ -42,7 +43,7 @@ def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str
     resolved = resolve_encoder(encoder)
     if not prune:
         return resolved
-    from swcm.vocab import prune_vocab
+    from .vocab import prune_vocab
 
     data = require_shared_data()
     name = Path(resolved).name if Path(resolved).is_dir() else resolved.replace("/", "--")
@@ -56,6 +57,8 @@ def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str
 
 
 def machine() -> dict:
+    import torch
+
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "python": platform.python_version(),
@@ -79,7 +82,7 @@ def machine() -> dict:
                 flags = line.split(":", 1)[1].split()
                 wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
                 info["cpu_flags"] = [f for f in wanted if f in flags]
-    from swcm.precision import cpu_has_fast_bf16
+    from .precision import cpu_has_fast_bf16
 
     # what torch dispatches to (ATEN_CPU_CAPABILITY can hold it below the flags) and whether bf16 is native
     info["cpu_bf16"] = cpu_has_fast_bf16()[1]

@@ -1,0 +1,21 @@
+"""The errors a user can cause. `swcm` prints their one line and exits 2; every other exception is a bug in swcm and
+shows its traceback. Each subclasses ValueError too, so library callers may catch that."""
+
+from __future__ import annotations
+
+
+class SWCMError(Exception):
+    """A mistake in what the user gave swcm: its message says what and where (file:line, field or flag)."""
+
+
+class RecipeError(SWCMError, ValueError):
+    """A setting (recipe field, command-line argument, build option) of the wrong type, out of range or unknown."""
+
+
+class DataError(SWCMError, ValueError):
+    """Bad data or a bad source description; messages name file:line where there is one."""
+
+
+class CheckpointError(SWCMError, ValueError):
+    """A model, encoder or checkpoint that cannot be used as asked: missing, unreadable, of another architecture,
+    or without what the command needs (e.g. a language tag)."""
