@@ -26,6 +26,7 @@ from pathlib import Path
 
 from swcm.benchmarking import machine, markdown_table, write_json
 from swcm.choices import DEFAULT_ENCODER, Precision
+from swcm.languages import MINORITY_LANGS
 
 # name -> (what it is, QuickstartArgs fields it changes, PretrainRecipe fields it changes). The paper's names in [].
 # -MT is left out: the held-out task is zh -> X translation, which a denoising-only model is never asked to do.
@@ -68,7 +69,7 @@ class AblationArgs:
     """Training steps of every run (the quickstart's default is 600)."""
     encoder: str = DEFAULT_ENCODER
     """Encoder every variant is built from."""
-    langs: list[str] = field(default_factory=lambda: ["ug", "kk", "mn", "bo"])
+    langs: list[str] = field(default_factory=lambda: list(MINORITY_LANGS))
     """Target languages (paired with zh)."""
     precision: Precision = "auto"
     """auto (bf16 where the CPU has native bf16, else fp32), bf16 or fp32."""

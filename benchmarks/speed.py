@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 
 from swcm.benchmarking import REPOSITORY, SHARED_DATA, benchmark_encoder, machine, markdown_table, write_json
-from swcm.choices import DEFAULT_ENCODER
+from swcm.choices import DEFAULT_ENCODER, PRETRAIN_TASKS
 
 
 @dataclass
@@ -631,7 +631,7 @@ def measure_data_pipeline(tokenizer, tag_ids: dict, count: int = 200) -> dict | 
 
     with tempfile.TemporaryDirectory() as index_dir:
         sources = [open_source(s, False, Path(index_dir)) for s in specs]
-        mixture = build_mixture(sources, 0.3, 0.5, ["dae", "mt"])
+        mixture = build_mixture(sources, 0.3, 0.5, list(PRETRAIN_TASKS))
         examples = PretrainExamples(sources, mixture, tokenizer, tag_ids, ExampleSettings(64, NoiseConfig(), 0))
         examples.example(0)
         started = time.perf_counter()

@@ -297,7 +297,7 @@ def build_mixture(sources: Sequence, alpha: float, mt_share: float, tasks: Seque
     present = {s.spec.task for s in sources} & set(tasks)
     if not present:
         raise DataError(f"no sources for the enabled tasks {list(tasks)}")
-    task_probs = {"dae": 1 - mt_share, "mt": mt_share} if present == {"dae", "mt"} else {next(iter(present)): 1.0}
+    task_probs = {"dae": 1 - mt_share, "mt": mt_share} if present == set(PRETRAIN_TASKS) else {next(iter(present)): 1.0}
     group_sizes: dict[tuple[str, str], int] = {}
     group_sources: dict[tuple[str, str], list[int]] = {}
     for i, source in enumerate(sources):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .checks import check_fields
-from .choices import DEFAULT_ENCODER, DecoderInit, Precision
+from .choices import DEFAULT_ENCODER, PRETRAIN_TASKS, DecoderInit, Precision
 from .errors import RecipeError
 from .languages import LANGUAGE_NAMES, MINORITY_LANGS
 
@@ -147,7 +147,7 @@ def quickstart_recipe(
         sources=sources,
         out=str(args.out / "train"),
         decoder_init=args.decoder_init,
-        tasks=["dae", "mt"] if args.dae_share > 0 else ["mt"],
+        tasks=list(PRETRAIN_TASKS) if args.dae_share > 0 else ["mt"],
         mt_share=1.0 - args.dae_share if args.dae_share > 0 else 0.5,
         alpha=0.5,
         max_length=32,

@@ -19,7 +19,16 @@ import math
 from dataclasses import dataclass, field
 
 from .checks import CheckedPart, build_each, build_one, check_fields, own_fields
-from .choices import DEFAULT_GATE_INIT, DecoderInit, LmHeadInit, NormalInit, Precision, PretrainTask, Task
+from .choices import (
+    DEFAULT_GATE_INIT,
+    PRETRAIN_TASKS,
+    DecoderInit,
+    LmHeadInit,
+    NormalInit,
+    Precision,
+    PretrainTask,
+    Task,
+)
 from .errors import RecipeError
 from .languages import LANGS
 from .noising import NoiseConfig
@@ -187,7 +196,7 @@ class PretrainData(DataArgs):
 
     sources: list[SourceSpec]
     """Data sources (see SourceSpec)."""
-    tasks: list[PretrainTask] = field(default_factory=lambda: ["dae", "mt"])
+    tasks: list[PretrainTask] = field(default_factory=lambda: list(PRETRAIN_TASKS))
     """Objectives: [dae, mt]; the paper's ablations are [mt] (-DAE) and [dae] (-MT)."""
     mt_share: float = 0.5
     """Share of translation examples when both tasks are on."""
@@ -202,7 +211,7 @@ class PretrainData(DataArgs):
         check_fields(self, only=own_fields(PretrainData), non_empty=("sources", "tasks"))
         if len(set(self.tasks)) != len(self.tasks):
             raise RecipeError(f"tasks: each at most once, got {self.tasks}")
-        if set(self.tasks) == {"dae", "mt"} and not 0.0 < self.mt_share < 1.0:
+        if set(self.tasks) == set(PRETRAIN_TASKS) and not 0.0 < self.mt_share < 1.0:
             raise RecipeError(f"mt_share must be in (0, 1) when both tasks are on, got {self.mt_share}")
         super().__post_init__()
 
