@@ -85,6 +85,10 @@ def test_quickstart_runs_the_real_pipeline_on_a_tiny_encoder(tiny_xlmr, tmp_path
     assert (out / "train" / "initial" / "model.safetensors").is_file()
     assert (out / "train" / "log.jsonl").is_file() and (out / "encoder" / "tokenizer.json").is_file()
     assert (out / "data" / "cldr.zh-ug.test.jsonl").is_file()
+    # model cards: the encoder names the encoder the run started from, the model its training
+    encoder_card = json.loads((out / "encoder" / "swcm_card.json").read_text(encoding="utf-8"))
+    assert encoder_card["source"] == str(tiny_xlmr) and encoder_card["training"][0]["stage"] == "first 6 layers kept"
+    assert "1. **pretraining**" in (out / "train" / "final" / "README.md").read_text(encoding="utf-8")
     recipe = json.loads((out / "train" / "recipe.json").read_text())
     assert recipe["decoder_init"] == "shared" and recipe["mixed_precision"] == "fp32"
     # a second run reuses the pruned encoder (same inputs) and trains afresh

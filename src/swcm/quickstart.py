@@ -91,13 +91,13 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
     """The encoder cut to its first `layers` layers, pruned to the pairs, and extended with pieces for any target
     language it cannot spell (Tibetan: XLM-R's vocabulary has no Tibetan pieces, so every syllable is `<unk>`).
     Reused while its inputs (encoder name, layers, the files' text) are unchanged."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from .encoders import keep_encoder_layers, load_encoder_config, resolve_encoder
     from .vocab import extend_vocab, prune_vocab, read_corpus, vocab_stats
 
     corpus = [path for split in files.values() for path in split.values()] + extra
-    digest = hashlib.sha256(f"{encoder}|{layers}|{EXTEND_UNK_RATE}|{EXTEND_PIECES}".encode())
+    digest = hashlib.sha256(f"{encoder}|{layers}|{EXTEND_UNK_RATE}|{EXTEND_PIECES}|card".encode())
     for path in corpus:
         digest.update(path.read_bytes())
     key = digest.hexdigest()[:16]
@@ -127,6 +127,15 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
                 current, extensions[lang] = extended, report
                 tokenizer = AutoTokenizer.from_pretrained(current)
         shutil.copytree(current, out)
+    # the card of the last step names a temporary folder: the origin is the encoder named here
+    from .model_card import card_data, provenance, write_card
+
+    stages = [{"stage": f"first {layers} layers kept"}, *((card_data(out) or {}).get("training") or [])]
+    config = AutoConfig.from_pretrained(out)
+    model = {"encoder": f"{config.model_type}, {layers} layers", "vocabulary": f"{config.vocab_size:,} pieces"}
+    write_card(
+        out, {"kind": "encoder", **provenance(encoder), "languages": list(files), "model": model, "training": stages}
+    )
     (out / "swcm-extensions.json").write_text(json.dumps(extensions, indent=1), encoding="utf-8")
     stamp.write_text(key + "\n", encoding="utf-8")
     return out
