@@ -286,8 +286,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags]:
         name, config, args_class = f"vocab {config.command}", config[config.command], VOCAB_COMMANDS[config.command][1]
     else:
         args_class = COMMANDS[name][1]
-    # the dataclasses build and check their parts themselves (one-line RecipeErrors naming the field)
-    values = {k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")}
+    values = _values(config)
     flags = RunFlags(**{k: values.pop(k) for k in ("resume", "overwrite") if k in values})
     return name, args_class(**values), flags
 
@@ -300,11 +299,17 @@ def parse_dataclass(args_class: type, argv: Sequence[str] | None = None, descrip
     parser = _command_parser(description or args_class.__doc__, args_class)
     try:
         config = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        return args_class(**{k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")})
+        return args_class(**_values(config))
     except ArgumentError as err:
         raise SystemExit(f"error: {argument_error(err)}") from None
     except SWCMError as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def _values(config) -> dict:
+    """A parsed namespace as plain values: the dataclasses build and check their parts themselves (one-line
+    RecipeErrors naming the field)."""
+    return {k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")}
 
 
 def _plain(value):
