@@ -154,7 +154,8 @@ def test_a_custom_layers_first_half_computes_its_encoder_layer(tiny_encoder):
         with torch.no_grad():
             expected = encoder_layer(x)
             expected = expected[0] if isinstance(expected, tuple) else expected
-            h = decoder_layer.self_attn_layer_norm(x + decoder_layer.self_attn(x, is_causal=False))
+            nothing_masked = torch.zeros(1, 1, 7, 7)  # a mask (rather than none): attention is not causal
+            h = decoder_layer.self_attn_layer_norm(x + decoder_layer.self_attn(x, attention_mask=nothing_masked))
             h = decoder_layer.ffn1_layer_norm(h + decoder_layer.ffn1(h))
         torch.testing.assert_close(h, expected, atol=1e-6, rtol=1e-6)
 

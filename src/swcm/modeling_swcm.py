@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -39,11 +40,6 @@ from .tokenization import add_lang_tags, end_token_id, init_lang_tag_embeddings,
 from .weight_sharing import copy_previous_plan, copy_weights, weight_sharing_plan
 
 
-def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Bool "may attend" mask -> additive float mask (0 or the dtype's minimum; never -inf, so no NaN rows)."""
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
-
-
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -54,7 +50,7 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention written out (transformers' "eager"); the mask is additive and holds causality (no is_causal)."""
+    """Attention written out (transformers' "eager"); the mask is additive and holds causality."""
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
@@ -80,6 +76,7 @@ class SWCMAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
+        self.is_causal = not is_cross_attention  # sdpa's causal flag where the mask helpers leave the mask out
         self.dropout = config.encoder.attention_probs_dropout_prob
         self.q_proj = nn.Linear(hidden, hidden)
         self.k_proj = nn.Linear(hidden, hidden)
@@ -94,7 +91,6 @@ class SWCMAttention(nn.Module):
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
         past_key_values: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
         query = self._heads(self.q_proj(hidden_states))
@@ -121,7 +117,6 @@ class SWCMAttention(nn.Module):
             attention_mask,
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
-            is_causal=is_causal and attention_mask is None,
         )
         return self.out_proj(out.reshape(*hidden_states.shape[:-1], -1))
 
@@ -212,7 +207,6 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor,
         self_attn_mask: torch.Tensor | None = None,
         cross_attn_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
         past_key_values: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
         for step in self.sublayers:
@@ -224,7 +218,7 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
                     residual = hidden_states
             if name == "self_attn":
                 out = self.self_attn(
-                    hidden_states, attention_mask=self_attn_mask, is_causal=is_causal, past_key_values=past_key_values
+                    hidden_states, attention_mask=self_attn_mask, past_key_values=past_key_values
                 )
             elif name == "cross_attn":
                 out = self.cross_attn(
@@ -263,32 +257,22 @@ class SWCMDecoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         past_key_values: EncoderDecoderCache | None = None,
-        past_length: int = 0,
         output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        length = inputs_embeds.shape[1]
-        dtype, device = inputs_embeds.dtype, inputs_embeds.device
-        # Self-attention: causal over past + current positions, and the padding in `attention_mask` if given.
-        self_mask, is_causal = None, False
-        # sdpa can take causality as a flag; every other implementation gets it in the mask
-        flag_ok = self.config._attn_implementation == "sdpa"
-        if attention_mask is not None or (length > 1 and (past_length > 0 or not flag_ok)):
-            positions = torch.arange(past_length, past_length + length, device=device)
-            keep = positions[:, None] >= torch.arange(past_length + length, device=device)[None, :]
-            keep = keep[None, None]
-            if attention_mask is not None:
-                if attention_mask.shape[-1] != past_length + length:
-                    raise ValueError(
-                        f"decoder_attention_mask covers {attention_mask.shape[-1]} positions, "
-                        f"expected {past_length + length} (past {past_length} + current {length})"
-                    )
-                keep = keep & attention_mask[:, None, None, :].bool()
-            self_mask = _additive_mask(keep, dtype)
-        elif length > 1:
-            is_causal = True
-        cross_mask = None
-        if encoder_attention_mask is not None:
-            cross_mask = _additive_mask(encoder_attention_mask[:, None, None, :].bool(), dtype)
+        # transformers' mask helpers: causal over the cache + current positions with the padding in `attention_mask`,
+        # and the source's padding for cross-attention; each in the form `config._attn_implementation` takes
+        self_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
+        )
+        cross_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
 
         hidden_states = inputs_embeds
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -298,7 +282,6 @@ class SWCMDecoder(nn.Module):
                 encoder_hidden_states,  # positional, for gradient checkpointing
                 self_attn_mask=self_mask,
                 cross_attn_mask=cross_mask,
-                is_causal=is_causal,
                 past_key_values=past_key_values,
             )
             if output_hidden_states:
@@ -420,7 +403,6 @@ class SWCMModel(SWCMPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_attention_mask=attention_mask,
             past_key_values=past_key_values if use_cache else None,
-            past_length=past_length,
             output_hidden_states=bool(output_hidden_states),
         )
         return Seq2SeqModelOutput(
