@@ -217,9 +217,7 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
                 if step.residual == "normed":
                     residual = hidden_states
             if name == "self_attn":
-                out = self.self_attn(
-                    hidden_states, attention_mask=self_attn_mask, past_key_values=past_key_values
-                )
+                out = self.self_attn(hidden_states, attention_mask=self_attn_mask, past_key_values=past_key_values)
             elif name == "cross_attn":
                 out = self.cross_attn(
                     hidden_states,
