@@ -337,8 +337,16 @@ class AdaptData(DataArgs):
 # --------------------------------------------------------------------------------------------- the recipes
 
 
+class _RunFields(CheckedPart):
+    """Checks the two fields every recipe declares itself, `model` and `out`, before its parts check theirs."""
+
+    def __post_init__(self):
+        check_fields(self, only=("model", "out"))
+        super().__post_init__()
+
+
 @dataclass(kw_only=True)
-class PretrainRecipe(PretrainData, BuildArgs, TrainArgs, PartRates):
+class PretrainRecipe(_RunFields, PretrainData, BuildArgs, TrainArgs, PartRates):
     """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
     defaults of the optimisation fields)."""
 
@@ -347,13 +355,9 @@ class PretrainRecipe(PretrainData, BuildArgs, TrainArgs, PartRates):
     out: str = "runs/pretrain"
     """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
 
-    def __post_init__(self):
-        check_fields(self, only=("model", "out"))
-        super().__post_init__()
-
 
 @dataclass(kw_only=True)
-class FinetuneRecipe(FinetuneData, BuildArgs, TrainArgs, PartRates):
+class FinetuneRecipe(_RunFields, FinetuneData, BuildArgs, TrainArgs, PartRates):
     """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
 
     model: str
@@ -361,13 +365,9 @@ class FinetuneRecipe(FinetuneData, BuildArgs, TrainArgs, PartRates):
     out: str = "runs/finetune"
     """Output folder: checkpoints/, final/, log.jsonl, tb/, loss.png."""
 
-    def __post_init__(self):
-        check_fields(self, only=("model", "out"))
-        super().__post_init__()
-
 
 @dataclass(kw_only=True)
-class AdaptRecipe(AdaptData, TrainArgs):
+class AdaptRecipe(_RunFields, AdaptData, TrainArgs):
     """Continued MLM pretraining of an encoder on monolingual sources (the CINO recipe)."""
 
     model: str
@@ -389,10 +389,6 @@ class AdaptRecipe(AdaptData, TrainArgs):
     """Checkpoints kept."""
     log_every: int = 10
     """Log every N steps."""
-
-    def __post_init__(self):
-        check_fields(self, only=("model", "out"))
-        super().__post_init__()
 
 
 RECIPES = {"pretrain": PretrainRecipe, "finetune": FinetuneRecipe, "adapt": AdaptRecipe}
