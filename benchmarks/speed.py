@@ -78,7 +78,7 @@ class SpeedArgs:
     work: Path = Path("runs/speed")
     """Scratch folder (the mBART converted for CTranslate2)."""
     agreement_model: Path | None = None
-    """A trained XLM-SWCM folder (e.g. the quickstart's train/final) for int8-vs-fp32 output agreement (None: skip)."""
+    """A trained XLM-SWCM folder (e.g. the quickstart's train/final): quantized against fp32 outputs (None: skip)."""
     agreement_names: int = 0
     """Held-out names per language for the agreement (0: all)."""
     skip_grid: bool = False
@@ -255,7 +255,8 @@ def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
     runners = {}
     if "swcm" in models:
         runners["swcm fp32"] = hf(models["swcm"], "swcm")
-        runners["swcm int8"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", "int8")[0], "swcm")
+        for mode in ("int8", "fp16"):
+            runners[f"swcm {mode}"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", mode)[0], "swcm")
         if cpu_has_fast_bf16()[0]:
             runners["swcm bf16"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "bf16")[0], "swcm")
     for name in ("bert2bert", "mbart"):
@@ -341,36 +342,40 @@ def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
     return {"rows": rows, "latency": latency, "tokens_per_sentence": args.file_tokens, "batch": 16}
 
 
-def int8_agreement(model_dir: Path, limit: int = 0) -> dict | None:
-    """Greedy outputs of a trained model (the quickstart's) in int8 against fp32, on a fixed set: the held-out CLDR
-    names of every language the model has a tag for (the quickstart's test split): identical share and chrF++ of the
-    int8 outputs against the fp32 outputs."""
+def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
+    """Greedy outputs of a trained model (the quickstart's) with `--quantize int8` and `fp16` against fp32, on a
+    fixed set: the held-out CLDR names of every language the model has a tag for (the quickstart's test split):
+    identical share and chrF++ of the quantized outputs against the fp32 outputs, per language and pooled."""
     import copy
 
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from swcm import SWCMForConditionalGeneration
     from swcm.cldr import cldr_pairs, split_pairs
     from swcm.generation import generate_texts, prepare_for_inference
     from swcm.metrics import chrf_pp
 
     if not (model_dir / "config.json").is_file():
         return None
-    fp32 = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
-    int8, _ = prepare_for_inference(copy.deepcopy(fp32), "fp32", "int8")
+    fp32 = SWCMForConditionalGeneration.from_pretrained(model_dir).eval()
+    quantized = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in ("int8", "fp16")}
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {"model": str(model_dir)}
+    pooled = {mode: [0, 0] for mode in quantized}
     for lang in sorted(set(fp32.config.lang_tag_ids) - {"zh"}):
         texts = [pair.src for pair in split_pairs(cldr_pairs("zh", lang))[1]][: limit or None]
         if not texts:
             continue
         kwargs = dict(num_beams=1, max_new_tokens=32, batch_size=16, progress=False)
-        a = generate_texts(fp32, tokenizer, texts, lang, **kwargs)
-        b = generate_texts(int8, tokenizer, texts, lang, **kwargs)
-        result[lang] = {
-            "sentences": len(texts),
-            "identical": 100 * sum(x == y for x, y in zip(a, b, strict=True)) / len(a),
-            "chrf++_int8_vs_fp32": chrf_pp(b, a),
-        }
+        reference = generate_texts(fp32, tokenizer, texts, lang, **kwargs)
+        result[lang] = {"sentences": len(texts)}
+        for mode, model in quantized.items():
+            outputs = generate_texts(model, tokenizer, texts, lang, **kwargs)
+            same = sum(x == y for x, y in zip(reference, outputs, strict=True))
+            pooled[mode][0] += same
+            pooled[mode][1] += len(texts)
+            result[lang][mode] = {"identical": 100 * same / len(texts), "chrf++_vs_fp32": chrf_pp(outputs, reference)}
+    result["pooled"] = {m: {"identical": 100 * hits / max(1, n), "sentences": n} for m, (hits, n) in pooled.items()}
     return result
 
 
@@ -727,24 +732,25 @@ def file_throughput_markdown(result: dict) -> list[str]:
             markdown_table(header, table),
             "",
         ]
-    agreement = result.get("int8_agreement")
+    agreement = result.get("quantized_agreement")
     if agreement:
-        langs = [k for k in agreement if isinstance(agreement[k], dict)]
+        langs = [k for k in agreement if k not in ("model", "pooled")]
+        modes = list(agreement["pooled"])
+        header = ["zh ->", "names"]
+        for mode in modes:
+            header += [f"{mode}: identical outputs %", f"{mode}: chrF++ against fp32"]
+        table = []
+        for lang in langs:
+            table.append([lang, agreement[lang]["sentences"]])
+            for mode in modes:
+                table[-1] += [agreement[lang][mode]["identical"], agreement[lang][mode]["chrf++_vs_fp32"]]
+        table.append(["all", agreement["pooled"][modes[0]]["sentences"]])
+        for mode in modes:
+            table[-1] += [agreement["pooled"][mode]["identical"], ""]
         out += [
-            f"int8 against fp32, greedy, the held-out CLDR names (zh), model `{agreement['model']}`:",
+            f"`--quantize` against fp32, greedy, the held-out CLDR names (zh), model `{agreement['model']}`:",
             "",
-            markdown_table(
-                ["zh ->", "names", "identical outputs %", "chrF++ of int8 outputs against fp32 outputs"],
-                [
-                    [
-                        lang,
-                        agreement[lang]["sentences"],
-                        agreement[lang]["identical"],
-                        agreement[lang]["chrf++_int8_vs_fp32"],
-                    ]
-                    for lang in langs
-                ],
-            ),
+            markdown_table(header, table),
             "",
         ]
     return out
@@ -978,7 +984,7 @@ def run(args: SpeedArgs) -> dict:
     if args.file_sentences:
         result["file_throughput"] = measure_file_throughput(decoding_runners(models, tokenizer, args), tokenizer, args)
     if args.agreement_model:
-        result["int8_agreement"] = int8_agreement(Path(args.agreement_model), args.agreement_names)
+        result["quantized_agreement"] = quantized_agreement(Path(args.agreement_model), args.agreement_names)
     if not args.skip_grid:
         result["generation_flops_per_token"] = generation_flops_per_token(models, tokenizer)
         result["decode_profile"] = profile_decode(models, tokenizer)

@@ -39,14 +39,16 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     result = speed.run(args)
     saved = json.loads((tmp_path / "speed.json").read_text())
     file = saved["file_throughput"]
-    decodings = {"swcm fp32", "swcm int8", "bert2bert fp32", "mbart fp32", "ctranslate2-mbart fp32"}
+    decodings = {"swcm fp32", "swcm int8", "swcm fp16", "bert2bert fp32", "mbart fp32", "ctranslate2-mbart fp32"}
     decodings |= {"ctranslate2-mbart int8"}
     assert decodings <= {r["decoding"] for r in file["rows"]} and set(file["latency"]) >= decodings
     # 5 sentences x 4 forced tokens each, per beam size (the benchmark checks every batch's length)
     assert all(r["tokens"] == 20 and r["tokens_per_s"] > 0 for r in file["rows"])
-    agreement = saved["int8_agreement"]
-    assert set(agreement) >= {"bo", "ug"} and agreement["ug"]["sentences"] == 6
-    assert all(0 <= agreement[lang]["identical"] <= 100 for lang in ("bo", "ug"))
+    agreement = saved["quantized_agreement"]
+    assert set(agreement) >= {"bo", "ug", "pooled"} and agreement["ug"]["sentences"] == 6
+    assert all(0 <= agreement[lang][mode]["identical"] <= 100 for lang in ("bo", "ug") for mode in ("int8", "fp16"))
+    assert agreement["pooled"]["fp16"]["sentences"] == sum(agreement[k]["sentences"] for k in agreement if len(k) == 2)
+    assert "fp16: identical outputs %" in (tmp_path / "speed.md").read_text()
     assert saved["models"] == ["swcm", "bert2bert", "mbart"]
     # every (model, batch, beams, length) measured, each with the forced length (the benchmark checks it)
     assert len(saved["generation"]) == 3 * 2 * 2 * 2

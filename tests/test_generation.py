@@ -122,12 +122,13 @@ def test_generate_cli_files_stdin_and_bad_input(falls_back_to_chinese, tmp_path,
     assert len(result.stdout.splitlines()) == 2
 
 
-def test_int8_quantizes_what_runs_every_token_and_keeps_the_logits_close(tiny_xlmr):
+@pytest.mark.parametrize(("mode", "tolerance"), [("int8", 0.05), ("fp16", 1e-3)])
+def test_quantize_covers_what_runs_every_token_and_keeps_the_logits_close(tiny_xlmr, mode, tolerance):
     import copy
 
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-    from swcm.generation import prepare_for_inference
+    from swcm.generation import ExactTopHead, prepare_for_inference
 
     torch.manual_seed(0)
     model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
@@ -137,22 +138,62 @@ def test_int8_quantizes_what_runs_every_token_and_keeps_the_logits_close(tiny_xl
     labels = encode_targets(tokenizer, ["世界 你好", "新闻", "中文 世界", "你好"], "bo")
     with torch.no_grad():
         reference = model(**batch, labels=labels).logits
-    quantized, how = prepare_for_inference(copy.deepcopy(model), "fp32", "int8")
-    assert how.startswith("int8: ")
+    quantized, how = prepare_for_inference(copy.deepcopy(model), "fp32", mode)
+    assert how.startswith(f"{mode}: ")
     decoder_linears = {n: m for n, m in quantized.named_modules() if n.startswith("model.decoder.")}
     once = {n for n in decoder_linears if n.endswith((".cross_attn.k_proj", ".cross_attn.v_proj"))}
     assert once and all(type(decoder_linears[n]) is torch.nn.Linear for n in once), "cross k / v (once per input) fp32"
     rest = [
-        m for n, m in decoder_linears.items() if n not in once and isinstance(m, (torch.nn.Linear, DynamicInt8Linear))
+        m
+        for n, m in decoder_linears.items()
+        if n not in once and isinstance(m, (torch.nn.Linear, DynamicQuantizedLinear))
     ]
-    assert rest and all(isinstance(m, DynamicInt8Linear) for m in rest), "every other decoder Linear is int8"
-    assert isinstance(quantized.lm_head, DynamicInt8Linear)
-    assert not any(isinstance(m, DynamicInt8Linear) for m in quantized.get_encoder().modules()), "encoder stays fp32"
+    assert rest and all(isinstance(m, DynamicQuantizedLinear) for m in rest), f"every other decoder Linear is {mode}"
+    weight_dtype = torch.qint8 if mode == "int8" else torch.float16
+    assert {m._packed_params.dtype for m in rest} == {weight_dtype}
+    assert isinstance(quantized.lm_head, ExactTopHead)
+    assert isinstance(quantized.lm_head.quantized, DynamicQuantizedLinear)
+    assert not any(isinstance(m, DynamicQuantizedLinear) for m in quantized.get_encoder().modules()), "encoder fp32"
     with torch.no_grad():
         logits = quantized(**batch, labels=labels).logits
     error = (logits - reference).norm() / reference.norm()
-    assert error < 0.05, f"int8 logits drift {error:.3f} from fp32"
+    assert error < tolerance, f"{mode} logits drift {error:.4f} from fp32"
     assert (logits.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
+
+
+def test_int8_weights_leave_the_avx2_kernel_no_room_to_saturate(tiny_xlmr):
+    """fbgemm's AVX2 kernel adds pairs of u8 activation x s8 weight products in int16: with 8-bit activations the
+    weights must stay within [-64, 63] (255 x 64 x 2 = 32,640)."""
+    from swcm.generation import prepare_for_inference
+
+    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    quantized, _ = prepare_for_inference(model, "fp32", "int8")
+    layer = quantized.model.decoder.layers[0].ffn1.fc1
+    weight = layer.weight().int_repr()
+    assert weight.min() >= -64 and weight.max() <= 63 and weight.abs().max() >= 60, "7-bit weights, range used"
+    x = torch.randn(3, weight.shape[1]) * 4
+    exact = torch.nn.functional.linear(x, layer.weight().dequantize(), layer.bias())
+    assert (layer(x) - exact).abs().max() < 0.02 * exact.abs().max(), "8-bit activations, no saturation"
+
+
+def test_exact_top_head_ranks_the_top_tokens_on_fp32_scores():
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    from swcm.generation import ExactTopHead
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 500)
+    quantized = quantize_dynamic(torch.nn.Sequential(head), qconfig_spec={"0": per_channel_dynamic_qconfig})[0]
+    exact_top = ExactTopHead(head, quantized, top_k=16)
+    hidden = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        reference, rough, logits = head(hidden), quantized(hidden), exact_top(hidden)
+    top = rough.topk(16, dim=-1).indices
+    assert torch.allclose(logits.gather(-1, top), reference.gather(-1, top), atol=1e-5), "the top scores are exact"
+    assert torch.equal(logits.argmax(-1), reference.argmax(-1))
+    assert not torch.allclose(rough, reference, atol=1e-5), "the quantized head alone is not exact"
+    rest = torch.ones_like(logits, dtype=torch.bool).scatter(-1, top, False)
+    assert torch.equal(logits[rest], rough[rest]), "the other scores are the quantized ones"
 
 
 def test_inference_precision_follows_the_hardware_and_refuses_mixing_int8_with_bf16(tiny_xlmr, monkeypatch):

@@ -18,8 +18,8 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 """Compute precision; auto: bf16 where the device has native bf16, fp16 on older CUDA, else fp32."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
-Quantize = Literal["none", "int8"]
-"""CPU decoding: int8 puts the decoder and LM head in torch's dynamic int8."""
+Quantize = Literal["none", "int8", "fp16"]
+"""CPU decoding: the decoder and LM head in dynamic int8 (fastest) or fp16 weights (near-exact)."""
 QUANTIZE_MODES: tuple[str, ...] = get_args(Quantize)
 
 DecoderInit = Literal["shared", "random"]

@@ -95,7 +95,8 @@ class InferenceArgs(CheckedPart):
     precision: Precision = "auto"
     """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
     quantize: Quantize = "none"
-    """none, or int8: the decoder and LM head in dynamic int8 for CPU decoding (the rest fp32)."""
+    """CPU decoding: none, int8 (decoder and LM head in dynamic int8, fastest) or fp16 (their weights in fp16,
+    near-exact); the rest fp32."""
 
     def __post_init__(self):
         check_fields(self, only=own_fields(InferenceArgs))

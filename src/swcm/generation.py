@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -21,29 +22,90 @@ from .errors import RecipeError
 from .languages import script_of, scripts_of_language
 
 # Projections that run once per input, not once per token: the cross-attention keys and values of the encoder output
-# (cached for the whole generation). int8 would save nothing there, and it moved greedy outputs most: on the
-# quickstart model, keeping them fp32 raised identical outputs from 81 / 88 / 90 / 69% to 85 / 90 / 91 / 72%
+# (cached for the whole generation). Quantizing them would save nothing, and it moved greedy outputs most: on the
+# quickstart model, keeping them fp32 raised identical int8 outputs from 81 / 88 / 90 / 69% to 85 / 90 / 91 / 72%
 # (ug / kk / mn / bo, docs/results.md).
 ONCE_PER_INPUT = (".cross_attn.k_proj", ".cross_attn.v_proj")
 
 
-def quantize_int8(model) -> list[str]:
-    """torch's dynamic int8 (per-channel weights, activations quantized per batch) on the Linear layers that decoding
-    runs at every token: the decoder's (but ONCE_PER_INPUT) and the LM head, in place; the names of the quantized
-    modules. Batch-1 decoding reads those weights once per token, so int8 reads a quarter of the bytes; the encoder
-    runs once per input and stays fp32."""
-    from torch import nn
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+def _int8_qconfig():
+    """Per-channel int8 weights on 7 bits, activations on the full 8 bits (per batch, asymmetric).
 
+    torch's default keeps 8-bit weights and drops the activations to 7 bits (`reduce_range`), because fbgemm's AVX2
+    kernel sums pairs of u8 x s8 products in int16 and 255 x 127 x 2 would saturate. The activations, one scale for
+    the whole batch, carry the larger error, so the bit goes to them instead: 255 x 64 x 2 = 32,640 still fits. On the
+    quickstart model this raised identical greedy outputs from 90.1 to 93.3% (docs/results.md)."""
+    import torch
+    from torch.ao.quantization import PerChannelMinMaxObserver, PlaceholderObserver, QConfig
+
+    return QConfig(
+        activation=PlaceholderObserver.with_args(dtype=torch.quint8, quant_min=0, quant_max=255, is_dynamic=True),
+        weight=PerChannelMinMaxObserver.with_args(
+            dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63
+        ),
+    )
+
+
+def _full_range_int8_linear():
+    """torch's dynamic int8 Linear, run with 8-bit activations (see `_int8_qconfig`)."""
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    class FullRangeInt8Linear(Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            packed = self._packed_params._packed_params
+            return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
+
+    return FullRangeInt8Linear
+
+
+class ExactTopHead(nn.Module):
+    """A quantized LM head whose `top_k` largest logits per position are recomputed from the fp32 weights.
+
+    Greedy and beam search pick among the top few tokens, so ranking them on exact scores removes the head's share of
+    the quantization error at the cost of `top_k` dot products per position; the head stays quantized for the bytes
+    read per token (a third of them in the quickstart's model)."""
+
+    def __init__(self, head: nn.Linear, quantized: nn.Module, top_k: int = 16):
+        super().__init__()
+        self.quantized, self.weight, self.bias, self.top_k = quantized, head.weight, head.bias, top_k
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        logits = self.quantized(hidden_states)
+        top = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).indices
+        exact = torch.einsum("...d,...kd->...k", hidden_states, self.weight[top])
+        if self.bias is not None:
+            exact = exact + self.bias[top]
+        return logits.scatter(-1, top, exact)
+
+
+def quantize_weights(model, mode: Quantize) -> list[str]:
+    """The Linear layers that decoding runs at every token, in place: the decoder's (but ONCE_PER_INPUT) and the LM
+    head (wrapped in `ExactTopHead`); the names of the quantized modules. The encoder runs once per input and stays
+    fp32. Batch-1 decoding reads those weights once per token: int8 reads a quarter of the bytes, fp16 half.
+
+    int8: torch's dynamic int8 (fbgemm), weights per channel, activations per batch (`_int8_qconfig`).
+    fp16: fbgemm's fp16 weights with fp32 arithmetic, near-exact: 100% identical greedy outputs on the quickstart
+    model, against 93% for int8, at about 0.8x int8's speed (docs/results.md)."""
+    from torch.ao.quantization import float16_dynamic_qconfig, quantize_dynamic
+
+    qconfig = _int8_qconfig() if mode == "int8" else float16_dynamic_qconfig
     names = [
         n
         for n, m in model.named_modules()
         if isinstance(m, nn.Linear) and n.startswith(("model.decoder.", "lm_head")) and not n.endswith(ONCE_PER_INPUT)
     ]
+    head = model.lm_head
     with warnings.catch_warnings():  # torch.ao's eager quantization warns that it moves to torchao; it still works
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated.*")
-        quantize_dynamic(model, qconfig_spec={n: per_channel_dynamic_qconfig for n in names}, inplace=True)
+        quantize_dynamic(model, qconfig_spec=dict.fromkeys(names, qconfig), inplace=True)
+    if mode == "int8":
+        full_range = _full_range_int8_linear()
+        for module in model.modules():
+            if type(module) is full_range.__base__:
+                module.__class__ = full_range
+    model.lm_head = ExactTopHead(head, model.lm_head)
     return names
 
 
@@ -51,21 +113,25 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
     """(the model in eval mode, cast or quantized for decoding; one line saying what was chosen and why).
 
     `precision` follows `resolve_precision` (auto: bf16 weights where the device has native bf16, else fp32);
-    `quantize="int8"` is CPU decoding with `quantize_int8`, the rest of the model in fp32."""
+    `quantize` (int8, fp16) is CPU decoding with `quantize_weights`, the rest of the model in fp32."""
     from .precision import resolve_precision
 
     if quantize not in QUANTIZE_MODES:
         raise RecipeError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     model.eval()
-    if quantize == "int8":
+    if quantize != "none":
         if model.device.type != "cpu":
-            raise RecipeError("--quantize int8 is for CPU decoding; on a GPU use --precision auto (bf16 / fp16)")
+            raise RecipeError(f"--quantize {quantize} is for CPU decoding; on a GPU use --precision auto (bf16 / fp16)")
         if precision not in ("auto", "fp32"):
             raise RecipeError(
-                f"--quantize int8 keeps the unquantized layers in fp32; use --precision auto or fp32, not {precision}"
+                f"--quantize {quantize} keeps the unquantized layers in fp32; use --precision auto or fp32, not "
+                f"{precision}"
             )
-        count = len(quantize_int8(model))
-        return model, f"int8: {count} decoder / LM-head Linear layers quantized (torch dynamic int8), the rest fp32"
+        count = len(quantize_weights(model, quantize))
+        kind = "int8 (torch dynamic int8)" if quantize == "int8" else "fp16 weights (fbgemm)"
+        return model, (
+            f"{quantize}: {count} decoder / LM-head Linear layers in {kind}, the head's top logits exact, the rest fp32"
+        )
     choice = resolve_precision(precision, model.device)
     if choice.precision != "fp32":
         model.to(choice.dtype)
