@@ -13,7 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-from .errors import RecipeError
+from .errors import CheckpointError, RecipeError
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -160,4 +160,34 @@ class CheckedPart:
         pass
 
 
-__all__ = ["CheckedPart", "RecipeError", "build_each", "build_one", "check_fields", "coerce", "own_fields"]
+def check_model_dir(model: Path, flag: str = "--model"):
+    """The model's config (an XLM-SWCM one); a local folder must hold config.json, anything that is not a local
+    path is left to the hub."""
+    from .configuration_swcm import SWCMConfig
+
+    looks_local = model.exists() or model.is_absolute() or str(model).startswith((".", "~")) or len(model.parts) > 2
+    if looks_local and not (model / "config.json").is_file():
+        raise CheckpointError(f"{flag} {model}: not a model folder (no config.json)")
+    return SWCMConfig.from_pretrained(model)
+
+
+def check_output_path(path: Path, flag: str) -> None:
+    """Fail before any model work when an output cannot be written."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise RecipeError(f"{flag} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise RecipeError(f"{flag} {path}: is a folder, expected a file")
+
+
+__all__ = [
+    "CheckedPart",
+    "RecipeError",
+    "build_each",
+    "build_one",
+    "check_fields",
+    "check_model_dir",
+    "check_output_path",
+    "coerce",
+    "own_fields",
+]

@@ -12,14 +12,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import CheckedPart, check_fields, own_fields
 from .choices import Precision, Quantize, Task
-from .errors import CheckpointError, DataError, RecipeError, SWCMError
-from .languages import MINORITY_LANGS
+from .errors import SWCMError
 from .quickstart import QuickstartArgs
 from .recipe import RECIPES, BuildArgs
 
@@ -324,219 +322,37 @@ def _plain(value):
     return value
 
 
-def report_table(report: dict) -> str:
-    """A two-column before / after table for keys named *_before / *_after, then the other entries."""
-    rows, other = [], []
-    for key, value in report.items():
-        if key.endswith("_before"):
-            name = key[: -len("_before")]
-            rows.append((name, report[key], report[name + "_after"]))
-        elif not key.endswith("_after"):
-            other.append(f"{key}: {value}")
-
-    def fmt(v):
-        return (
-            f"{v:.4%}" if isinstance(v, float) and "rate" in name else f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
-        )
-
-    lines = ["| | before | after |", "|---|---:|---:|"]
-    for name, before, after in rows:
-        lines.append(f"| {name} | {fmt(before)} | {fmt(after)} |")
-    return "\n".join(lines + other)
-
-
-def run_build(args: BuildCommand) -> str:
-    from .configuration_swcm import layout_string
-    from .diagnostics import decoder_start
-    from .modeling_swcm import SWCMForConditionalGeneration
-    from .weight_sharing import copy_previous_plan, weight_sharing_plan
-
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(
-        args.encoder, **args.from_encoder_options(), return_tokenizer=True
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
-    counts = model.parameter_counts()
-    config = model.config
-    # the probe translates zh -> ug / kk / mn / bo: a model with none of their tags is not measured
-    start = decoder_start(model, tokenizer) if set(MINORITY_LANGS) & set(config.lang_tag_ids) else None
-    summary = {
-        "encoder": args.encoder,
-        "layout": layout_string(config.decoder_layer_types),
-        "parameters": counts,
-        "copied_from_encoder": len(weight_sharing_plan(model)),
-        "copied_from_previous_layer": len(copy_previous_plan(model)),
-        "decoder_init": config.decoder_init,
-        "lm_head_init": config.lm_head_init,
-        "decoder_gate_init": config.decoder_gate_init,
-        "decoder_start": start.as_dict() if start else None,
-    }
-    (args.out / "build.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    lines = [
-        f"built XLM-SWCM from {args.encoder} -> {args.out}",
-        f"decoder layout ({len(config.decoder_layer_types)} layers): {layout_string(config.decoder_layer_types)}",
-        f"parameters: encoder {counts['encoder']:,} | decoder {counts['decoder']:,} | "
-        f"lm_head {counts['lm_head']:,}{' (tied)' if config.tie_word_embeddings else ''} | total {counts['total']:,}",
-        f"copied from the encoder: {len(weight_sharing_plan(model))} tensors (decoder_init={config.decoder_init}); "
-        f"copied from the previous layer: {len(copy_previous_plan(model))} tensors (normal_init={config.normal_init})",
-        f"language tags: {' '.join(f'<{c}>={i}' for c, i in config.lang_tag_ids.items())}; vocab {config.vocab_size:,}",
-        start.describe() if start else "decoder start: not measured (the probe needs a tag of ug, kk, mn or bo)",
-        f"summary: {args.out / 'build.json'}",
-    ]
-    return "\n".join(lines)
-
-
-def check_model_dir(model: Path, flag: str = "--model"):
-    """The model's config (an XLM-SWCM one); a local folder must hold config.json, anything that is not a local
-    path is left to the hub."""
-    from .configuration_swcm import SWCMConfig
-
-    looks_local = model.exists() or model.is_absolute() or str(model).startswith((".", "~")) or len(model.parts) > 2
-    if looks_local and not (model / "config.json").is_file():
-        raise CheckpointError(f"{flag} {model}: not a model folder (no config.json)")
-    return SWCMConfig.from_pretrained(model)
-
-
-def check_output_path(path: Path, flag: str) -> None:
-    """Fail before any model work when an output cannot be written."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise RecipeError(f"{flag} {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise RecipeError(f"{flag} {path}: is a folder, expected a file")
-
-
-def run_evaluate(args: EvaluateArgs) -> str:
-    from transformers import AutoTokenizer
-
-    from .encoders import load_model_folder
-    from .evaluation import evaluate_file, write_report
-    from .generation import prepare_for_inference
-    from .recipe import TaskSpec
-
-    config = check_model_dir(args.model)
-    for lang in args.tgt_langs:
-        config.lang_tag_id(lang)
-    # every language's file and the report folder are checked before anything is generated
-    jobs = []
-    for lang in args.tgt_langs:
-        fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
-        if not Path(fill["data"]).is_file():
-            raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
-        spec = TaskSpec(
-            task=args.task,
-            tgt_lang=lang,
-            src_field=fill["src_field"],
-            tgt_field=fill["tgt_field"],
-            text_field=fill["text_field"],
-            summary_field=fill["summary_field"],
-            question_field=fill["question_field"],
-            context_field=fill["context_field"],
-            answer_field=fill["answer_field"],
-        )
-        jobs.append((lang, fill["data"], spec))
-    if args.out.exists() and not args.out.is_dir():
-        raise RecipeError(f"--out {args.out}: is a file, expected a folder")
-    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
-    print(f"swcm evaluate: {how}", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    rows, predictions = [], {}
-    for lang, data, spec in jobs:
-        row, items = evaluate_file(
-            model,
-            tokenizer,
-            data,
-            spec,
-            limit=args.limit,
-            skip_empty=args.skip_empty,
-            max_source_length=args.max_source_length,
-            **args.decoding(),
-        )
-        rows.append(row)
-        predictions[f"{args.task}.{lang}"] = items
-        report = write_report(rows, predictions, args.out, settings)  # each language kept as soon as it is done
-    from .model_card import add_evaluation
-
-    if args.model.is_dir() and add_evaluation(args.model, rows, args.out / "report.json"):
-        print(f"swcm evaluate: scores added to the model card {args.model / 'README.md'}", file=sys.stderr)
-    return report.read_text(encoding="utf-8")
-
-
-def run_generate(args: GenerateArgs) -> None:
-    from transformers import AutoTokenizer
-
-    from .data import text_lines
-    from .encoders import load_model_folder
-    from .generation import generate_texts, prepare_for_inference, source_token_limit
-
-    config = check_model_dir(args.model)
-    if args.output != "-":
-        check_output_path(Path(args.output), "--output")
-    if args.input != "-" and not Path(args.input).is_file():
-        raise DataError(f"--input {args.input}: no such file")
-    config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
-    name = "<stdin>" if args.input == "-" else args.input
-    source = sys.stdin if args.input == "-" else (line for _, line in text_lines(args.input))
-    lines = [line.rstrip("\n") for line in source]
-    empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
-    if empty and not args.skip_empty:
-        raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")
-    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
-    print(f"swcm generate: {how}", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    keep = [i for i, line in enumerate(lines) if line.strip()]
-    limit = source_token_limit(model, tokenizer)
-    lengths = [len(ids) for ids in tokenizer([lines[i] for i in keep], verbose=False)["input_ids"]]
-    cut = [keep[k] + 1 for k, n in enumerate(lengths) if n > limit]
-    if cut:
-        print(
-            f"warning: {len(cut)} input line(s) longer than the model's {limit} tokens were cut to it "
-            f"(first: {name}:{cut[0]})",
-            file=sys.stderr,
-        )
-    outputs = generate_texts(model, tokenizer, [lines[i] for i in keep], args.tgt_lang, **args.decoding())
-    result = [""] * len(lines)
-    for i, text in zip(keep, outputs, strict=True):
-        result[i] = text.replace("\n", " ")
-    target = nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    with target as out:
-        out.write("".join(line + "\n" for line in result))
-    if empty:
-        print(f"warning: {len(empty)} empty input line(s) answered with empty output", file=sys.stderr)
-
-
 def run_command(name: str, args, flags: RunFlags) -> int:
     """Runs one parsed command; what it prints goes to stdout."""
     if name == "build":
-        print(run_build(args))
-    elif name == "vocab prune":
-        from .vocab import prune_vocab
+        from .build import build_command
 
-        print(
-            report_table(prune_vocab(args.model, args.corpus, args.out, min_count=args.min_count, fields=args.fields))
-        )
+        print(build_command(args))
+    elif name == "vocab prune":
+        from .vocab import prune_vocab, report_table
+
+        print(report_table(prune_vocab(args.model, args.corpus, args.out, args.min_count, args.fields)))
     elif name == "vocab extend":
-        from .vocab import extend_vocab
+        from .vocab import extend_vocab, report_table
 
         report = extend_vocab(
             args.model, args.corpus, args.lang, args.size, args.out, args.heldout_fraction, args.fields
         )
         print(report_table(report))
     elif name == "generate":
-        run_generate(args)
-    elif name == "evaluate":
-        print(run_evaluate(args))
-    elif name == "convert-release":
-        from .release import convert_release
+        from .generation import generate_file
 
-        _, _, report = convert_release(args.checkpoint, args.encoder, args.out)
-        print(f"converted {args.checkpoint} -> {args.out} (release_compat=True)")
-        print(f"decoder layout: {report['layout']}")
-        print(f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}")
-        print(f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}")
-        print(f"unmapped keys: {len(report['unmapped'])}")
+        generate_file(args)
+    elif name == "evaluate":
+        from .evaluation import evaluate_command
+
+        print(evaluate_command(args))
+    elif name == "convert-release":
+        from .release import convert_release, describe_conversion
+
+        print(
+            describe_conversion(args.checkpoint, args.out, convert_release(args.checkpoint, args.encoder, args.out)[2])
+        )
     elif name in ("pretrain", "finetune"):
         from . import training
 

@@ -4,12 +4,23 @@ language x task, plus every prediction next to its source and reference."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .generation import generate_texts
+from transformers import AutoTokenizer
+
+from .checks import check_model_dir
+from .encoders import load_model_folder
+from .errors import DataError, RecipeError
+from .generation import generate_texts, prepare_for_inference
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
+from .model_card import add_evaluation
 from .recipe import TaskSpec
 from .tasks import mrc_sources, read_task_file
+
+if TYPE_CHECKING:
+    from .cli import EvaluateArgs
 
 
 def evaluate_file(
@@ -163,3 +174,53 @@ def heldout_loss(
     finally:
         model.train(was_training)
     return total / count, count
+
+
+def evaluate_command(args: EvaluateArgs) -> str:
+    """`swcm evaluate`: every language's file and the report folder checked first, then each language generated,
+    scored and written as soon as it is done; the report's markdown."""
+    config = check_model_dir(args.model)
+    for lang in args.tgt_langs:
+        config.lang_tag_id(lang)
+    # every language's file and the report folder are checked before anything is generated
+    jobs = []
+    for lang in args.tgt_langs:
+        fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
+        if not Path(fill["data"]).is_file():
+            raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
+        spec = TaskSpec(
+            task=args.task,
+            tgt_lang=lang,
+            src_field=fill["src_field"],
+            tgt_field=fill["tgt_field"],
+            text_field=fill["text_field"],
+            summary_field=fill["summary_field"],
+            question_field=fill["question_field"],
+            context_field=fill["context_field"],
+            answer_field=fill["answer_field"],
+        )
+        jobs.append((lang, fill["data"], spec))
+    if args.out.exists() and not args.out.is_dir():
+        raise RecipeError(f"--out {args.out}: is a file, expected a folder")
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
+    print(f"swcm evaluate: {how}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    rows, predictions = [], {}
+    for lang, data, spec in jobs:
+        row, items = evaluate_file(
+            model,
+            tokenizer,
+            data,
+            spec,
+            limit=args.limit,
+            skip_empty=args.skip_empty,
+            max_source_length=args.max_source_length,
+            **args.decoding(),
+        )
+        rows.append(row)
+        predictions[f"{args.task}.{lang}"] = items
+        report = write_report(rows, predictions, args.out, settings)  # each language kept as soon as it is done
+    if args.model.is_dir() and add_evaluation(args.model, rows, args.out / "report.json"):
+        print(f"swcm evaluate: scores added to the model card {args.model / 'README.md'}", file=sys.stderr)
+    return report.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Batched generation and script-constrained decoding.
+"""`swcm generate`: batched generation, script-constrained decoding, and models cast or quantized for decoding.
 
 With `constrain_script`, every vocabulary entry holding a letter of another script than the target language's
 is masked at every step (digits, punctuation and Latin stay allowed: numbers and names), so the model cannot fall
@@ -7,19 +7,28 @@ back to Chinese, the failure the paper reports for mBART and LLaMA baselines. Ot
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from .checks import check_model_dir, check_output_path
 from .choices import QUANTIZE_MODES, Quantize
-from .encoders import first_decoder_position_id
-from .errors import RecipeError
+from .data import text_lines
+from .encoders import first_decoder_position_id, load_model_folder
+from .errors import DataError, RecipeError
 from .languages import script_of, scripts_of_language
+
+if TYPE_CHECKING:
+    from .cli import GenerateArgs
 
 # Projections that run once per input, not once per token: the cross-attention keys and values of the encoder output
 # (cached for the whole generation). Quantizing them would save nothing, and it moved greedy outputs most: on the
@@ -234,3 +243,42 @@ def generate_texts(
         bar.update(len(chunk))
     bar.close()
     return [outputs[i] for i in range(len(texts))]
+
+
+def generate_file(args: GenerateArgs) -> None:
+    """`swcm generate`: text lines (a file or stdin) into the target language, one output line per input line;
+    paths, language and empty lines checked before the model loads."""
+    config = check_model_dir(args.model)
+    if args.output != "-":
+        check_output_path(Path(args.output), "--output")
+    if args.input != "-" and not Path(args.input).is_file():
+        raise DataError(f"--input {args.input}: no such file")
+    config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
+    name = "<stdin>" if args.input == "-" else args.input
+    source = sys.stdin if args.input == "-" else (line for _, line in text_lines(args.input))
+    lines = [line.rstrip("\n") for line in source]
+    empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
+    if empty and not args.skip_empty:
+        raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
+    print(f"swcm generate: {how}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    limit = source_token_limit(model, tokenizer)
+    lengths = [len(ids) for ids in tokenizer([lines[i] for i in keep], verbose=False)["input_ids"]]
+    cut = [keep[k] + 1 for k, n in enumerate(lengths) if n > limit]
+    if cut:
+        print(
+            f"warning: {len(cut)} input line(s) longer than the model's {limit} tokens were cut to it "
+            f"(first: {name}:{cut[0]})",
+            file=sys.stderr,
+        )
+    outputs = generate_texts(model, tokenizer, [lines[i] for i in keep], args.tgt_lang, **args.decoding())
+    result = [""] * len(lines)
+    for i, text in zip(keep, outputs, strict=True):
+        result[i] = text.replace("\n", " ")
+    target = nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    with target as out:
+        out.write("".join(line + "\n" for line in result))
+    if empty:
+        print(f"warning: {len(empty)} empty input line(s) answered with empty output", file=sys.stderr)

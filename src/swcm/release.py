@@ -227,3 +227,16 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     return model, tokenizer, report
+
+
+def describe_conversion(checkpoint: Path, out: Path, report: dict) -> str:
+    """What `swcm convert-release` prints: where the model went and what happened to every checkpoint key."""
+    return "\n".join(
+        [
+            f"converted {checkpoint} -> {out} (release_compat=True)",
+            f"decoder layout: {report['layout']}",
+            f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}",
+            f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}",
+            f"unmapped keys: {len(report['unmapped'])}",
+        ]
+    )

@@ -408,3 +408,24 @@ def extend_vocab(
         "tokens_per_char_before": before.tokens_per_char,
         "tokens_per_char_after": after.tokens_per_char,
     }
+
+
+def report_table(report: dict) -> str:
+    """A two-column before / after table for keys named *_before / *_after, then the other entries."""
+    rows, other = [], []
+    for key, value in report.items():
+        if key.endswith("_before"):
+            name = key[: -len("_before")]
+            rows.append((name, report[key], report[name + "_after"]))
+        elif not key.endswith("_after"):
+            other.append(f"{key}: {value}")
+
+    def fmt(v):
+        return (
+            f"{v:.4%}" if isinstance(v, float) and "rate" in name else f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
+        )
+
+    lines = ["| | before | after |", "|---|---:|---:|"]
+    for name, before, after in rows:
+        lines.append(f"| {name} | {fmt(before)} | {fmt(after)} |")
+    return "\n".join(lines + other)
