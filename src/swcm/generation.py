@@ -17,6 +17,14 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+from torch.ao.quantization import (
+    PerChannelMinMaxObserver,
+    PlaceholderObserver,
+    QConfig,
+    float16_dynamic_qconfig,
+    quantize_dynamic,
+)
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
@@ -37,16 +45,13 @@ if TYPE_CHECKING:
 ONCE_PER_INPUT = (".cross_attn.k_proj", ".cross_attn.v_proj")
 
 
-def _int8_qconfig():
+def _int8_qconfig() -> QConfig:
     """Per-channel int8 weights on 7 bits, activations on the full 8 bits (per batch, asymmetric).
 
     torch's default keeps 8-bit weights and drops the activations to 7 bits (`reduce_range`), because fbgemm's AVX2
     kernel sums pairs of u8 x s8 products in int16 and 255 x 127 x 2 would saturate. The activations, one scale for
     the whole batch, carry the larger error, so the bit goes to them instead: 255 x 64 x 2 = 32,640 still fits. On the
     quickstart model this raised identical greedy outputs from 90.1 to 93.3% (docs/results.md)."""
-    import torch
-    from torch.ao.quantization import PerChannelMinMaxObserver, PlaceholderObserver, QConfig
-
     return QConfig(
         activation=PlaceholderObserver.with_args(dtype=torch.quint8, quant_min=0, quant_max=255, is_dynamic=True),
         weight=PerChannelMinMaxObserver.with_args(
@@ -55,17 +60,12 @@ def _int8_qconfig():
     )
 
 
-def _full_range_int8_linear():
+class FullRangeInt8Linear(DynamicQuantizedLinear):
     """torch's dynamic int8 Linear, run with 8-bit activations (see `_int8_qconfig`)."""
-    import torch
-    from torch.ao.nn.quantized.dynamic import Linear
 
-    class FullRangeInt8Linear(Linear):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            packed = self._packed_params._packed_params
-            return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
-
-    return FullRangeInt8Linear
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._packed_params._packed_params
+        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
 
 
 class ExactTopHead(nn.Module):
@@ -96,8 +96,6 @@ def quantize_weights(model, mode: Quantize) -> list[str]:
     int8: torch's dynamic int8 (fbgemm), weights per channel, activations per batch (`_int8_qconfig`).
     fp16: fbgemm's fp16 weights with fp32 arithmetic, near-exact: 100% identical greedy outputs on the quickstart
     model, against 93% for int8, at about 0.8x int8's speed (docs/results.md)."""
-    from torch.ao.quantization import float16_dynamic_qconfig, quantize_dynamic
-
     qconfig = _int8_qconfig() if mode == "int8" else float16_dynamic_qconfig
     names = [
         n
@@ -110,10 +108,9 @@ def quantize_weights(model, mode: Quantize) -> list[str]:
         warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated.*")
         quantize_dynamic(model, qconfig_spec=dict.fromkeys(names, qconfig), inplace=True)
     if mode == "int8":
-        full_range = _full_range_int8_linear()
         for module in model.modules():
-            if type(module) is full_range.__base__:
-                module.__class__ = full_range
+            if type(module) is DynamicQuantizedLinear:
+                module.__class__ = FullRangeInt8Linear
     model.lm_head = ExactTopHead(head, model.lm_head)
     return names
 
