@@ -30,7 +30,10 @@ from typing import Literal
 import torch
 
 from swcm.benchmarking import REPOSITORY, SHARED_DATA, benchmark_encoder, machine, markdown_table, write_json
-from swcm.choices import DEFAULT_ENCODER, PRETRAIN_TASKS
+from swcm.choices import DEFAULT_ENCODER, PRETRAIN_TASKS, QUANTIZE_MODES
+
+QUANTIZED = [mode for mode in QUANTIZE_MODES if mode != "none"]
+"""The `--quantize` modes timed and checked against fp32."""
 
 
 @dataclass
@@ -219,7 +222,7 @@ def ntrex_sentences(count: int) -> list[str]:
 
 def _ctranslate2_worker(hf: str, converted: str, compute_type: str, threads: int, connection) -> None:
     """In its own process: converts the saved mBART once (CTranslate2's transformers converter), loads it at
-    compute_type, then answers (sources, translate_batch options) with the output lengths until it gets None."""
+    compute_type, then answers (sources, translate_batch options) with the output lengths until the benchmark ends."""
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
 
@@ -231,12 +234,9 @@ def _ctranslate2_worker(hf: str, converted: str, compute_type: str, threads: int
     connection.send("ready")
     while True:
         try:
-            request = connection.recv()
-        except EOFError:  # the benchmark ended without saying so
+            sources, options = connection.recv()
+        except EOFError:  # the benchmark's process ended (the worker is a daemon of it)
             return
-        if request is None:
-            return
-        sources, options = request
         results = translator.translate_batch(sources, **options)
         connection.send([len(r.hypotheses[0]) for r in results])
 
@@ -275,10 +275,6 @@ class CTranslate2Process:
         self.connection.send((sources, options))
         return self._answer()
 
-    def close(self) -> None:
-        self.connection.send(None)
-        self.process.join(timeout=30)
-
 
 def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
     """name -> run(batch, beams, new_tokens) -> generated positions per sequence, for every way of decoding that is
@@ -300,7 +296,7 @@ def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
     runners = {}
     if "swcm" in models:
         runners["swcm fp32"] = hf(models["swcm"], "swcm")
-        for mode in ("int8", "fp16"):
+        for mode in QUANTIZED:
             runners[f"swcm {mode}"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", mode)[0], "swcm")
         if cpu_has_fast_bf16()[0]:
             runners["swcm bf16"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "bf16")[0], "swcm")
@@ -403,7 +399,7 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
     if not (model_dir / "config.json").is_file():
         return None
     fp32 = SWCMForConditionalGeneration.from_pretrained(model_dir).eval()
-    quantized = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in ("int8", "fp16")}
+    quantized = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in QUANTIZED}
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {"model": str(model_dir)}
     pooled = {mode: [0, 0] for mode in quantized}

@@ -26,14 +26,15 @@ def build_command(args: BuildCommand) -> str:
     tokenizer.save_pretrained(args.out)
     counts = model.parameter_counts()
     config = model.config
+    copied, copied_previous = len(weight_sharing_plan(model)), len(copy_previous_plan(model))
     # the probe translates zh -> ug / kk / mn / bo: a model with none of their tags is not measured
     start = decoder_start(model, tokenizer) if set(MINORITY_LANGS) & set(config.lang_tag_ids) else None
     summary = {
         "encoder": args.encoder,
         "layout": layout_string(config.decoder_layer_types),
         "parameters": counts,
-        "copied_from_encoder": len(weight_sharing_plan(model)),
-        "copied_from_previous_layer": len(copy_previous_plan(model)),
+        "copied_from_encoder": copied,
+        "copied_from_previous_layer": copied_previous,
         "decoder_init": config.decoder_init,
         "lm_head_init": config.lm_head_init,
         "decoder_gate_init": config.decoder_gate_init,
@@ -45,8 +46,8 @@ def build_command(args: BuildCommand) -> str:
         f"decoder layout ({len(config.decoder_layer_types)} layers): {layout_string(config.decoder_layer_types)}",
         f"parameters: encoder {counts['encoder']:,} | decoder {counts['decoder']:,} | "
         f"lm_head {counts['lm_head']:,}{' (tied)' if config.tie_word_embeddings else ''} | total {counts['total']:,}",
-        f"copied from the encoder: {len(weight_sharing_plan(model))} tensors (decoder_init={config.decoder_init}); "
-        f"copied from the previous layer: {len(copy_previous_plan(model))} tensors (normal_init={config.normal_init})",
+        f"copied from the encoder: {copied} tensors (decoder_init={config.decoder_init}); "
+        f"copied from the previous layer: {copied_previous} tensors (normal_init={config.normal_init})",
         f"language tags: {' '.join(f'<{c}>={i}' for c, i in config.lang_tag_ids.items())}; vocab {config.vocab_size:,}",
         start.describe() if start else "decoder start: not measured (the probe needs a tag of ug, kk, mn or bo)",
         f"summary: {args.out / 'build.json'}",

@@ -350,9 +350,8 @@ def run_command(name: str, args, flags: RunFlags) -> int:
     elif name == "convert-release":
         from .release import convert_release, describe_conversion
 
-        print(
-            describe_conversion(args.checkpoint, args.out, convert_release(args.checkpoint, args.encoder, args.out)[2])
-        )
+        _, _, report = convert_release(args.checkpoint, args.encoder, args.out)
+        print(describe_conversion(args.checkpoint, args.out, report))
     elif name in ("pretrain", "finetune"):
         from . import training
 
