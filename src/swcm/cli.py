@@ -8,6 +8,7 @@ and lists as `--langs [ug,bo]`. This module imports no torch: each command impor
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import re
 import sys
@@ -224,21 +225,41 @@ class RunFlags:
     """Delete the run in `out` and start again."""
 
 
-# name -> (what it does, its arguments); `vocab` holds two commands of its own
-COMMANDS: dict[str, tuple[str, type]] = {
-    "build": ("build an XLM-SWCM model from a pretrained encoder", BuildCommand),
-    "adapt": ("continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe", RECIPES["adapt"]),
-    "pretrain": ("DAE + MT pretraining from a recipe", RECIPES["pretrain"]),
-    "finetune": ("fine-tune on translation / summarization / reading-comprehension files", RECIPES["finetune"]),
-    "generate": ("generate from text lines (file or stdin) into a target language", GenerateArgs),
-    "evaluate": ("generate for a task file and score it (JSON + markdown report)", EvaluateArgs),
-    "convert-release": ("convert the authors' released checkpoint", ConvertReleaseArgs),
-    "serve": ("HTTP API (POST /generate, GET /health, GET /info) and a demo page at /", ServeArgs),
-    "quickstart": ("offline end-to-end run: build, train, evaluate", QuickstartArgs),
+# name -> (what it does, its arguments, the "module:function" that runs them and returns what to print)
+COMMANDS: dict[str, tuple[str, type, str]] = {
+    "build": ("build an XLM-SWCM model from a pretrained encoder", BuildCommand, "build:build_command"),
+    "adapt": (
+        "continued masked-LM pretraining of an encoder (the CINO recipe) from a recipe",
+        RECIPES["adapt"],
+        "adapt:adapt",
+    ),
+    "pretrain": ("DAE + MT pretraining from a recipe", RECIPES["pretrain"], "training:pretrain"),
+    "finetune": (
+        "fine-tune on translation / summarization / reading-comprehension files",
+        RECIPES["finetune"],
+        "training:finetune",
+    ),
+    "generate": (
+        "generate from text lines (file or stdin) into a target language",
+        GenerateArgs,
+        "generation:generate_file",
+    ),
+    "evaluate": (
+        "generate for a task file and score it (JSON + markdown report)",
+        EvaluateArgs,
+        "evaluation:evaluate_command",
+    ),
+    "convert-release": ("convert the authors' released checkpoint", ConvertReleaseArgs, "release:convert_command"),
+    "serve": (
+        "HTTP API (POST /generate, GET /health, GET /info) and a demo page at /",
+        ServeArgs,
+        "serving:serve_command",
+    ),
+    "quickstart": ("offline end-to-end run: build, train, evaluate", QuickstartArgs, "quickstart:quickstart_command"),
 }
-VOCAB_COMMANDS: dict[str, tuple[str, type]] = {
-    "prune": ("keep only the pieces a corpus uses", PruneArgs),
-    "extend": ("add pieces for an uncovered script", ExtendArgs),
+VOCAB_COMMANDS: dict[str, tuple[str, type, str]] = {
+    "prune": ("keep only the pieces a corpus uses", PruneArgs, "vocab:prune_command"),
+    "extend": ("add pieces for an uncovered script", ExtendArgs, "vocab:extend_command"),
 }
 
 
@@ -264,12 +285,12 @@ def build_parser():
 
     parser = jsonargparse.ArgumentParser(prog="swcm", description=__doc__.split("\n\n")[0], exit_on_error=False)
     commands = parser.add_subcommands(dest="command", required=True)
-    for name, (description, args_class) in COMMANDS.items():
+    for name, (description, args_class, _) in COMMANDS.items():
         commands.add_subcommand(name, _command_parser(description, args_class, name in RECIPES), help=description)
     vocab = jsonargparse.ArgumentParser(description="prune or extend a vocabulary", exit_on_error=False)
     commands.add_subcommand("vocab", vocab, help="prune or extend a vocabulary")
     vocab_commands = vocab.add_subcommands(dest="command", required=True)
-    for name, (description, args_class) in VOCAB_COMMANDS.items():
+    for name, (description, args_class, _) in VOCAB_COMMANDS.items():
         vocab_commands.add_subcommand(name, _command_parser(description, args_class), help=description)
     return parser
 
@@ -282,12 +303,15 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags]:
     config = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     name, config = config.command, config[config.command]
     if name == "vocab":
-        name, config, args_class = f"vocab {config.command}", config[config.command], VOCAB_COMMANDS[config.command][1]
-    else:
-        args_class = COMMANDS[name][1]
+        name, config = f"vocab {config.command}", config[config.command]
     values = _values(config)
     flags = RunFlags(**{k: values.pop(k) for k in ("resume", "overwrite") if k in values})
-    return name, args_class(**values), flags
+    return name, _entry(name)[1](**values), flags
+
+
+def _entry(name: str) -> tuple[str, type, str]:
+    """The COMMANDS entry of a command name (`vocab prune`: VOCAB_COMMANDS')."""
+    return VOCAB_COMMANDS[name.removeprefix("vocab ")] if name.startswith("vocab ") else COMMANDS[name]
 
 
 def parse_dataclass(args_class: type, argv: Sequence[str] | None = None, description: str | None = None):
@@ -308,72 +332,17 @@ def parse_dataclass(args_class: type, argv: Sequence[str] | None = None, descrip
 def _values(config) -> dict:
     """A parsed namespace as plain values: the dataclasses build and check their parts themselves (one-line
     RecipeErrors naming the field)."""
-    return {k: _plain(v) for k, v in vars(config).items() if k not in ("config", "__path__")}
-
-
-def _plain(value):
-    """jsonargparse's Namespace of a nested part as a mapping (the dataclasses build their parts from mappings)."""
-    from jsonargparse import Namespace
-
-    if isinstance(value, Namespace):
-        return {k: _plain(v) for k, v in vars(value).items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    return {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
 
 
 def run_command(name: str, args, flags: RunFlags) -> int:
-    """Runs one parsed command; what it prints goes to stdout."""
-    if name == "build":
-        from .build import build_command
-
-        print(build_command(args))
-    elif name == "vocab prune":
-        from .vocab import prune_vocab, report_table
-
-        print(report_table(prune_vocab(args.model, args.corpus, args.out, args.min_count, args.fields)))
-    elif name == "vocab extend":
-        from .vocab import extend_vocab, report_table
-
-        report = extend_vocab(
-            args.model, args.corpus, args.lang, args.size, args.out, args.heldout_fraction, args.fields
-        )
-        print(report_table(report))
-    elif name == "generate":
-        from .generation import generate_file
-
-        generate_file(args)
-    elif name == "evaluate":
-        from .evaluation import evaluate_command
-
-        print(evaluate_command(args))
-    elif name == "convert-release":
-        from .release import convert_release, describe_conversion
-
-        _, _, report = convert_release(args.checkpoint, args.encoder, args.out)
-        print(describe_conversion(args.checkpoint, args.out, report))
-    elif name in ("pretrain", "finetune"):
-        from . import training
-
-        run = training.pretrain if name == "pretrain" else training.finetune
-        print(json.dumps(run(args, resume=flags.resume, overwrite=flags.overwrite)))
-    elif name == "adapt":
-        from .adapt import adapt
-
-        print(json.dumps(adapt(args, resume=flags.resume, overwrite=flags.overwrite), indent=1))
-    elif name == "serve":
-        from .serving import ServeLimits, serve
-
-        limits = ServeLimits(
-            args.max_queue, args.max_chars, args.max_new_tokens, args.max_beams, args.max_source_tokens
-        )
-        serve(args.model, args.host, args.port, limits, args.precision, args.quantize)
-    elif name == "quickstart":
-        from .quickstart import run_quickstart
-
-        run_quickstart(args)
-        print((args.out / "report.md").read_text(encoding="utf-8"))
-        print(f"written to {args.out}/ (train/, encoder/, report.json, report.md)")
+    """Runs one parsed command with the function COMMANDS names for it (imported only now: the heavy imports are
+    the command's own); prints what it returns, a training summary as JSON."""
+    module, function = _entry(name)[2].split(":")
+    runner = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    result = runner(args, resume=flags.resume, overwrite=flags.overwrite) if name in RECIPES else runner(args)
+    if result is not None:
+        print(json.dumps(result, indent=1) if isinstance(result, dict) else result)
     return 0
 
 

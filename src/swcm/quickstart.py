@@ -332,3 +332,10 @@ def run_quickstart(args: QuickstartArgs, recipe_changes: dict | None = None) -> 
     (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
     return report
+
+
+def quickstart_command(args: QuickstartArgs) -> str:
+    """`swcm quickstart`: the run in args.out; its markdown report and where everything went."""
+    run_quickstart(args)
+    report = (Path(args.out) / "report.md").read_text(encoding="utf-8")
+    return f"{report}\nwritten to {args.out}/ (train/, encoder/, report.json, report.md)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from .errors import CheckpointError
 from .languages import LANGS, lang_tag
 from .modeling_swcm import SWCMForConditionalGeneration
 from .tokenization import end_token_id, start_token_id
+
+if TYPE_CHECKING:
+    from .cli import ConvertReleaseArgs
 
 # Release module -> our module, per layer kind (norm names by position: pre-LN before each sublayer).
 RELEASE_LAYER_MODULES: dict[str, dict[str, str]] = {
@@ -229,11 +233,13 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
     return model, tokenizer, report
 
 
-def describe_conversion(checkpoint: Path, out: Path, report: dict) -> str:
-    """What `swcm convert-release` prints: where the model went and what happened to every checkpoint key."""
+def convert_command(args: ConvertReleaseArgs) -> str:
+    """`swcm convert-release`: the converted model in args.out; where it went and what happened to every checkpoint
+    key."""
+    _, _, report = convert_release(args.checkpoint, args.encoder, args.out)
     return "\n".join(
         [
-            f"converted {checkpoint} -> {out} (release_compat=True)",
+            f"converted {args.checkpoint} -> {args.out} (release_compat=True)",
             f"decoder layout: {report['layout']}",
             f"checkpoint keys: {report['checkpoint_keys']}; model tensors: {report['model_tensors']}",
             f"dropped (checked duplicates, unused pooler, buffers): {len(report['dropped'])}",

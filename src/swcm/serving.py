@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -29,6 +30,9 @@ from .generation import ScriptConstraint, allowed_tokens, new_token_limit, prepa
 from .languages import LANGUAGE_NAMES, LANGUAGE_SCRIPTS
 from .metrics import target_script_share
 from .tasks import TaskExample, mrc_sources
+
+if TYPE_CHECKING:
+    from .cli import ServeArgs
 
 
 @dataclass
@@ -271,3 +275,9 @@ def serve(
     if generator.clamped:
         print(f"swcm serve: limits lowered to the model: {'; '.join(generator.clamped)}", flush=True)
     uvicorn.run(create_app(generator), host=host, port=port, log_level="warning")
+
+
+def serve_command(args: ServeArgs) -> None:
+    """`swcm serve`: serves args.model with the command's limits until stopped."""
+    limits = ServeLimits(args.max_queue, args.max_chars, args.max_new_tokens, args.max_beams, args.max_source_tokens)
+    serve(args.model, args.host, args.port, limits, args.precision, args.quantize)

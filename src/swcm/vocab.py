@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from .encoders import load_encoder
 from .errors import DataError, RecipeError
 from .languages import LANGS
 from .model_card import encoder_card_data, write_card
+
+if TYPE_CHECKING:
+    from .cli import ExtendArgs, PruneArgs
 
 
 def corpus_files(files: Iterable[str | Path]) -> list[Path]:
@@ -429,3 +433,14 @@ def report_table(report: dict) -> str:
     for name, before, after in rows:
         lines.append(f"| {name} | {fmt(before)} | {fmt(after)} |")
     return "\n".join(lines + other)
+
+
+def prune_command(args: PruneArgs) -> str:
+    """`swcm vocab prune`: the pruned model and tokenizer in args.out; the before / after table."""
+    return report_table(prune_vocab(args.model, args.corpus, args.out, args.min_count, args.fields))
+
+
+def extend_command(args: ExtendArgs) -> str:
+    """`swcm vocab extend`: the extended model and tokenizer in args.out; the before / after table."""
+    report = extend_vocab(args.model, args.corpus, args.lang, args.size, args.out, args.heldout_fraction, args.fields)
+    return report_table(report)
