@@ -664,7 +664,7 @@ def measure_data_pipeline(tokenizer, tag_ids: dict, count: int = 200) -> dict | 
         return None
     from swcm.data import ExampleSettings, PretrainExamples, build_mixture, open_source
     from swcm.noising import NoiseConfig
-    from swcm.recipe import SourceSpec
+    from swcm.specs import SourceSpec
 
     specs = [
         SourceSpec(path=str(SHARED_DATA / "mono/ug.essays.jsonl"), task="dae", lang="ug", fields=["text"]),

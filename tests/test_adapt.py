@@ -1,49 +1,11 @@
 import json
 
 import numpy as np
-import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from swcm.adapt import adapt, mask_tokens, word_units
+from swcm.adapt import adapt, word_units
 from swcm.cli import main
-from swcm.errors import RecipeError
-from swcm.recipe import AdaptRecipe, MaskingConfig
-
-MASK = 999
-VOCAB = np.arange(100, 200)
-
-
-def test_mask_tokens_ratio_and_80_10_10():
-    rng = np.random.default_rng(0)
-    ids = list(range(1000, 1400))
-    chosen = masked = random = kept = 0
-    for _ in range(50):
-        out, labels = mask_tokens(ids, list(range(len(ids))), MaskingConfig(), rng, MASK, VOCAB)
-        for token, new, label in zip(ids, out, labels, strict=True):
-            if label == -100:
-                assert new == token, "unchosen tokens are never changed"
-                continue
-            assert label == token, "the label is the original token"
-            chosen += 1
-            masked += new == MASK
-            random += 100 <= new < 200
-            kept += new == token
-    assert chosen == 50 * 60, "15% of 400 units"
-    assert abs(masked / chosen - 0.8) < 0.03
-    assert abs(random / chosen - 0.1) < 0.02
-    assert abs(kept / chosen - 0.1) < 0.02
-
-
-def test_whole_word_masking_takes_every_piece_of_a_word():
-    rng = np.random.default_rng(1)
-    ids = list(range(1000, 1012))
-    units = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5]
-    for _ in range(20):
-        _, labels = mask_tokens(ids, units, MaskingConfig(mask_ratio=0.3), rng, MASK, VOCAB)
-        chosen_units = {u for u, label in zip(units, labels, strict=True) if label != -100}
-        assert len(chosen_units) == 2, "30% of 6 words"
-        for u, label in zip(units, labels, strict=True):
-            assert (label != -100) == (u in chosen_units)
+from swcm.recipe import AdaptRecipe
 
 
 def test_word_units_follow_the_script_tokenizer():
@@ -56,13 +18,6 @@ def test_word_units_follow_the_script_tokenizer():
     assert units[5 + 1] == units[7], "pieces of one Kazakh word share a unit"
     distinct = [units[0], units[2], units[3], units[4], units[5], units[6], units[8]]
     assert len(set(distinct)) == len(distinct), "syllables, characters, words and the tsheg are separate units"
-
-
-def test_masking_config_is_validated():
-    with pytest.raises(RecipeError, match="mask_ratio"):
-        MaskingConfig(mask_ratio=0.0)
-    with pytest.raises(RecipeError, match="sum"):
-        MaskingConfig(mask_token=0.8, random_token=0.3)
 
 
 def _corpus(tmp_path):

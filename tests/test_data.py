@@ -16,7 +16,7 @@ from swcm.data import (
 )
 from swcm.errors import DataError, RecipeError
 from swcm.noising import NoiseConfig
-from swcm.recipe import SourceSpec
+from swcm.specs import SourceSpec
 
 
 def write_jsonl(path, rows):

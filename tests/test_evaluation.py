@@ -5,7 +5,7 @@ import pytest
 from swcm import SWCMForConditionalGeneration
 from swcm.cli import main
 from swcm.errors import DataError, RecipeError
-from swcm.recipe import TaskSpec
+from swcm.specs import TaskSpec
 from swcm.tasks import mrc_sources, read_task_file
 
 from .test_data import write_jsonl

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swcm.noising import NoiseConfig, mask_spans, noise_document, split_sentences
+from swcm.errors import RecipeError
+from swcm.noising import MaskingConfig, NoiseConfig, mask_spans, mask_tokens, noise_document, split_sentences
 
 MASK = 4
 # Characters of the five scripts (Tibetan, Arabic for Uyghur, Cyrillic for Kazakh / Mongolian, traditional Mongolian,
@@ -86,3 +87,47 @@ def test_bad_rates_are_rejected():
         NoiseConfig(mask_ratio=1.5)
     with pytest.raises(ValueError, match="poisson_lambda: must be >= 0, got -1"):
         NoiseConfig(poisson_lambda=-1)
+
+
+MLM_MASK = 999
+MLM_VOCAB = np.arange(100, 200)
+
+
+def test_mask_tokens_ratio_and_80_10_10():
+    rng = np.random.default_rng(0)
+    ids = list(range(1000, 1400))
+    chosen = masked = random = kept = 0
+    for _ in range(50):
+        out, labels = mask_tokens(ids, list(range(len(ids))), MaskingConfig(), rng, MLM_MASK, MLM_VOCAB)
+        for token, new, label in zip(ids, out, labels, strict=True):
+            if label == -100:
+                assert new == token, "unchosen tokens are never changed"
+                continue
+            assert label == token, "the label is the original token"
+            chosen += 1
+            masked += new == MLM_MASK
+            random += 100 <= new < 200
+            kept += new == token
+    assert chosen == 50 * 60, "15% of 400 units"
+    assert abs(masked / chosen - 0.8) < 0.03
+    assert abs(random / chosen - 0.1) < 0.02
+    assert abs(kept / chosen - 0.1) < 0.02
+
+
+def test_whole_word_masking_takes_every_piece_of_a_word():
+    rng = np.random.default_rng(1)
+    ids = list(range(1000, 1012))
+    units = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5]
+    for _ in range(20):
+        _, labels = mask_tokens(ids, units, MaskingConfig(mask_ratio=0.3), rng, MLM_MASK, MLM_VOCAB)
+        chosen_units = {u for u, label in zip(units, labels, strict=True) if label != -100}
+        assert len(chosen_units) == 2, "30% of 6 words"
+        for u, label in zip(units, labels, strict=True):
+            assert (label != -100) == (u in chosen_units)
+
+
+def test_masking_config_is_validated():
+    with pytest.raises(RecipeError, match="mask_ratio"):
+        MaskingConfig(mask_ratio=0.0)
+    with pytest.raises(RecipeError, match="sum"):
+        MaskingConfig(mask_token=0.8, random_token=0.3)

@@ -26,36 +26,9 @@ from .data import ExampleSettings, PretrainExamples, build_mixture, open_source,
 from .errors import DataError
 from .metrics import ScriptTokenizer
 from .model_card import encoder_card_data, write_card
-from .recipe import AdaptRecipe, MaskingConfig, SourceSpec
-
-
-def mask_tokens(
-    ids: list[int],
-    units: list[int],
-    config: MaskingConfig,
-    rng: np.random.Generator,
-    mask_id: int,
-    vocab_ids: np.ndarray,
-) -> tuple[list[int], list[int]]:
-    """(input ids, labels: the original id at chosen positions, -100 elsewhere) for content ids `ids`, where
-    `units[k]` numbers the word piece k belongs to (all pieces of a chosen word are chosen together)."""
-    labels = [-100] * len(ids)
-    if not ids:
-        return list(ids), labels
-    unique = sorted(set(units))
-    count = max(1, round(config.mask_ratio * len(unique)))
-    chosen = set(int(u) for u in rng.choice(unique, size=min(count, len(unique)), replace=False))
-    out = list(ids)
-    for k, (token, unit) in enumerate(zip(ids, units, strict=True)):
-        if unit not in chosen:
-            continue
-        labels[k] = token
-        draw = rng.random()
-        if draw < config.mask_token:
-            out[k] = mask_id
-        elif draw < config.mask_token + config.random_token:
-            out[k] = int(vocab_ids[int(rng.integers(len(vocab_ids)))])
-    return out, labels
+from .noising import MaskingConfig, mask_tokens
+from .recipe import AdaptRecipe
+from .specs import SourceSpec
 
 
 def word_units(text: str, offsets: list[tuple[int, int]]) -> list[int]:

@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .choices import PRETRAIN_TASKS
 from .errors import DataError
 from .noising import NoiseConfig, noise_document, split_sentences
-from .recipe import SourceSpec
+from .specs import SourceSpec
 
 # ------------------------------------------------------------------------------------------------ local files
 

@@ -16,7 +16,7 @@ from .errors import DataError, RecipeError
 from .generation import generate_texts, prepare_for_inference
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
 from .model_card import add_evaluation
-from .recipe import TaskSpec
+from .specs import TaskSpec
 from .tasks import mrc_sources, read_task_file
 
 if TYPE_CHECKING:

@@ -1,4 +1,7 @@
-"""mBART-style noise for denoising auto-encoding: sentence permutation, then text infilling (spans of Poisson(3.5)
+"""How training inputs are corrupted: mBART-style noise for denoising auto-encoding, and BERT-style masking for
+masked-LM (`MaskingConfig`, `mask_tokens`, used by swcm adapt).
+
+mBART-style noise: sentence permutation, then text infilling (spans of Poisson(3.5)
 length, each replaced by one `<mask>`, zero-length spans insert one), optional token deletion and random
 replacement. Noise works on content token ids only, so special tokens are never corrupted; the labels are the
 original ids, so the source is always recoverable from them.
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_fields
+from .errors import RecipeError
 from .languages import SENTENCE_END
 
 
@@ -113,3 +117,53 @@ def noise_document(
             for t, s in zip(source, swap, strict=True)
         ]
     return source, labels
+
+
+@dataclass(kw_only=True)
+class MaskingConfig:
+    """What masked-language modelling hides (BERT's 15% with 80 / 10 / 10)."""
+
+    mask_ratio: float = 0.15
+    """Share of content tokens (or whole words) chosen for prediction."""
+    mask_token: float = 0.8
+    """Of the chosen, the share replaced by <mask>."""
+    random_token: float = 0.1
+    """Of the chosen, the share replaced by a random piece (the rest stay as they are)."""
+    whole_word: bool = False
+    """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
+
+    def __post_init__(self):
+        check_fields(self, positive=("mask_ratio",), shares=("mask_ratio",))
+        if self.mask_token + self.random_token > 1.0:
+            raise RecipeError(
+                f"masking: mask_token ({self.mask_token}) and random_token ({self.random_token}) must sum to at most 1"
+            )
+
+
+def mask_tokens(
+    ids: list[int],
+    units: list[int],
+    config: MaskingConfig,
+    rng: np.random.Generator,
+    mask_id: int,
+    vocab_ids: np.ndarray,
+) -> tuple[list[int], list[int]]:
+    """(input ids, labels: the original id at chosen positions, -100 elsewhere) for content ids `ids`, where
+    `units[k]` numbers the word piece k belongs to (all pieces of a chosen word are chosen together)."""
+    labels = [-100] * len(ids)
+    if not ids:
+        return list(ids), labels
+    unique = sorted(set(units))
+    count = max(1, round(config.mask_ratio * len(unique)))
+    chosen = set(int(u) for u in rng.choice(unique, size=min(count, len(unique)), replace=False))
+    out = list(ids)
+    for k, (token, unit) in enumerate(zip(ids, units, strict=True)):
+        if unit not in chosen:
+            continue
+        labels[k] = token
+        draw = rng.random()
+        if draw < config.mask_token:
+            out[k] = mask_id
+        elif draw < config.mask_token + config.random_token:
+            out[k] = int(vocab_ids[int(rng.integers(len(vocab_ids)))])
+    return out, labels

@@ -183,7 +183,7 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
     from .encoders import load_model_folder
     from .evaluation import evaluate_file, heldout_loss
     from .metrics import exact_match
-    from .recipe import TaskSpec
+    from .specs import TaskSpec
 
     model = load_model_folder(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

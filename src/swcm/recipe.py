@@ -4,7 +4,8 @@ Each part is a dataclass whose fields carry one-line docstrings (the CLI's help)
 - `BuildArgs`: how XLM-SWCM is built when the recipe's model is an encoder;
 - `TrainArgs`: optimisation, schedule, precision, checkpoints (one loop for every recipe);
 - `PartRates`: the learning rates of the pretrained encoder and of the decoder's gates;
-- `PretrainData`, `FinetuneData`, `AdaptData`: what each recipe reads (`DataArgs`: what they share).
+- `PretrainData`, `FinetuneData`, `AdaptData`: what each recipe reads (`DataArgs`: what they share), from the
+  sources and files of `specs`.
 
 A recipe is the parts its command uses, and nothing else: pretrain = pretraining data + build + train + rates,
 finetune = fine-tuning data + build + train + rates, adapt = adapt data + train. Their fields are flat in YAML and
@@ -14,7 +15,6 @@ is fast.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -27,11 +27,11 @@ from .choices import (
     NormalInit,
     Precision,
     PretrainTask,
-    Task,
 )
 from .errors import RecipeError
 from .languages import LANGS
-from .noising import NoiseConfig
+from .noising import MaskingConfig, NoiseConfig
+from .specs import SourceSpec, TrainFile
 
 # ----------------------------------------------------------------------------------------------- the parts
 
@@ -152,45 +152,6 @@ class DataArgs(CheckedPart):
 
 
 @dataclass(kw_only=True)
-class SourceSpec:
-    """One pretraining (or adapt) data source."""
-
-    path: str
-    """Local file or glob (.jsonl, .tsv, .txt, .parquet), or `hf:DATASET[:CONFIG]` (needs `datasets`, online)."""
-    task: PretrainTask = "dae"
-    """dae (monolingual, denoising) or mt (parallel, translation in both directions)."""
-    lang: str | None = None
-    """Language of a monolingual source."""
-    langs: list[str] | None = None
-    """The two languages of a parallel source, e.g. [zh, ug]."""
-    fields: list[str] | None = None
-    """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
-    split: str = "train"
-    """Split of a hub dataset."""
-
-    def __post_init__(self):
-        check_fields(self, where=f"source {self.path}: ")
-        if self.task == "dae":
-            if not self.lang:
-                raise RecipeError(f"source {self.path}: a dae source needs `lang`")
-            self.fields = list(self.fields or ["text"])
-        else:
-            if not self.langs or len(self.langs) != 2:
-                raise RecipeError(f"source {self.path}: an mt source needs `langs: [src, tgt]`")
-            self.fields = list(self.fields or self.langs)
-            if len(self.fields) != 2:
-                raise RecipeError(f"source {self.path}: an mt source needs two fields, got {self.fields}")
-
-    @property
-    def group(self) -> tuple[str, str]:
-        """(task, language) the mixture weighs: monolingual by language, parallel by its non-Chinese side."""
-        if self.task == "dae":
-            return ("dae", self.lang)
-        other = [lang for lang in self.langs if lang != "zh"]
-        return ("mt", other[0] if other else self.langs[1])
-
-
-@dataclass(kw_only=True)
 class PretrainData(DataArgs):
     """Pretraining data: denoising on monolingual text plus zh <-> X translation, mixed by language."""
 
@@ -217,65 +178,6 @@ class PretrainData(DataArgs):
 
 
 @dataclass(kw_only=True)
-class TaskSpec:
-    """Which task a file holds and where its fields are."""
-
-    task: Task
-    """translation, summarization or mrc."""
-    tgt_lang: str
-    """Language of the references (and of the outputs to generate)."""
-    src_field: str | None = None
-    """translation: source text field."""
-    tgt_field: str | None = None
-    """translation: reference field."""
-    text_field: str = "text"
-    """summarization: document field."""
-    summary_field: str = "summary"
-    """summarization: reference field."""
-    question_field: str = "question"
-    """mrc: question field."""
-    context_field: str = "context"
-    """mrc: context field."""
-    answer_field: str = "answer"
-    """mrc: reference answer (string) or answers (list) field."""
-
-    def __post_init__(self):
-        check_fields(self, only=own_fields(TaskSpec))
-        if self.task == "translation" and not (self.src_field and self.tgt_field):
-            raise RecipeError("translation needs src_field and tgt_field (e.g. zh and ug)")
-
-    def fields(self) -> list[str]:
-        return {
-            "translation": [self.src_field, self.tgt_field],
-            "summarization": [self.text_field, self.summary_field],
-            "mrc": [self.question_field, self.context_field, self.answer_field],
-        }[self.task]
-
-
-@dataclass(kw_only=True)
-class TrainFile(TaskSpec):
-    """A fine-tuning file: a TaskSpec plus where it is and how much of it to use."""
-
-    path: str
-    """JSON Lines file."""
-    limit: int | None = None
-    """Use the first k examples (cross-lingual transfer: a few target-language examples; 0 leaves the file out)."""
-    both_directions: bool = True
-    """translation: train source -> target and target -> source."""
-    src_lang: str | None = None
-    """translation: language of src_field, for the reverse direction (default: the field's name)."""
-    skip_empty: bool = False
-    """Count and skip examples with an empty field instead of failing at file:line."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_fields(self, where=f"train file {self.path}: ", only=own_fields(TrainFile))
-
-    def spec(self) -> TaskSpec:
-        return TaskSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TaskSpec)})
-
-
-@dataclass(kw_only=True)
 class FinetuneData(DataArgs):
     """Fine-tuning data: task files (translation, summarization, reading comprehension)."""
 
@@ -286,27 +188,6 @@ class FinetuneData(DataArgs):
         self.train = build_each(TrainFile, self.train, "train")
         check_fields(self, only=own_fields(FinetuneData), non_empty=("train",))
         super().__post_init__()
-
-
-@dataclass(kw_only=True)
-class MaskingConfig:
-    """What masked-language modelling hides (BERT's 15% with 80 / 10 / 10)."""
-
-    mask_ratio: float = 0.15
-    """Share of content tokens (or whole words) chosen for prediction."""
-    mask_token: float = 0.8
-    """Of the chosen, the share replaced by <mask>."""
-    random_token: float = 0.1
-    """Of the chosen, the share replaced by a random piece (the rest stay as they are)."""
-    whole_word: bool = False
-    """Choose whole words (Tibetan syllables, Chinese characters, words elsewhere) instead of single pieces."""
-
-    def __post_init__(self):
-        check_fields(self, positive=("mask_ratio",), shares=("mask_ratio",))
-        if self.mask_token + self.random_token > 1.0:
-            raise RecipeError(
-                f"masking: mask_token ({self.mask_token}) and random_token ({self.random_token}) must sum to at most 1"
-            )
 
 
 @dataclass(kw_only=True)

@@ -18,7 +18,7 @@ import numpy as np
 from .choices import TASK_NAMES
 from .data import json_object, text_lines
 from .errors import DataError
-from .recipe import TaskSpec, TrainFile
+from .specs import TaskSpec, TrainFile
 
 
 @dataclass

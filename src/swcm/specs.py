@@ -1,0 +1,115 @@
+"""Where data is and which fields hold what: the specs that recipes list and that the readers take.
+
+- `SourceSpec`: a pretraining (or adapt) source, monolingual (dae) or parallel (mt); read by data.open_source.
+- `TaskSpec`: which task a file holds and its fields; read by tasks.read_task_file (fine-tuning, evaluate).
+- `TrainFile`: a fine-tuning file, a TaskSpec with its path and how much of it to use.
+
+Light (no torch), so that the CLI's help stays fast; each spec checks its own fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .checks import check_fields, own_fields
+from .choices import PretrainTask, Task
+from .errors import RecipeError
+
+
+@dataclass(kw_only=True)
+class SourceSpec:
+    """One pretraining (or adapt) data source."""
+
+    path: str
+    """Local file or glob (.jsonl, .tsv, .txt, .parquet), or `hf:DATASET[:CONFIG]` (needs `datasets`, online)."""
+    task: PretrainTask = "dae"
+    """dae (monolingual, denoising) or mt (parallel, translation in both directions)."""
+    lang: str | None = None
+    """Language of a monolingual source."""
+    langs: list[str] | None = None
+    """The two languages of a parallel source, e.g. [zh, ug]."""
+    fields: list[str] | None = None
+    """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
+    split: str = "train"
+    """Split of a hub dataset."""
+
+    def __post_init__(self):
+        check_fields(self, where=f"source {self.path}: ")
+        if self.task == "dae":
+            if not self.lang:
+                raise RecipeError(f"source {self.path}: a dae source needs `lang`")
+            self.fields = list(self.fields or ["text"])
+        else:
+            if not self.langs or len(self.langs) != 2:
+                raise RecipeError(f"source {self.path}: an mt source needs `langs: [src, tgt]`")
+            self.fields = list(self.fields or self.langs)
+            if len(self.fields) != 2:
+                raise RecipeError(f"source {self.path}: an mt source needs two fields, got {self.fields}")
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(task, language) the mixture weighs: monolingual by language, parallel by its non-Chinese side."""
+        if self.task == "dae":
+            return ("dae", self.lang)
+        other = [lang for lang in self.langs if lang != "zh"]
+        return ("mt", other[0] if other else self.langs[1])
+
+
+@dataclass(kw_only=True)
+class TaskSpec:
+    """Which task a file holds and where its fields are."""
+
+    task: Task
+    """translation, summarization or mrc."""
+    tgt_lang: str
+    """Language of the references (and of the outputs to generate)."""
+    src_field: str | None = None
+    """translation: source text field."""
+    tgt_field: str | None = None
+    """translation: reference field."""
+    text_field: str = "text"
+    """summarization: document field."""
+    summary_field: str = "summary"
+    """summarization: reference field."""
+    question_field: str = "question"
+    """mrc: question field."""
+    context_field: str = "context"
+    """mrc: context field."""
+    answer_field: str = "answer"
+    """mrc: reference answer (string) or answers (list) field."""
+
+    def __post_init__(self):
+        check_fields(self, only=own_fields(TaskSpec))
+        if self.task == "translation" and not (self.src_field and self.tgt_field):
+            raise RecipeError("translation needs src_field and tgt_field (e.g. zh and ug)")
+
+    def fields(self) -> list[str]:
+        return {
+            "translation": [self.src_field, self.tgt_field],
+            "summarization": [self.text_field, self.summary_field],
+            "mrc": [self.question_field, self.context_field, self.answer_field],
+        }[self.task]
+
+
+@dataclass(kw_only=True)
+class TrainFile(TaskSpec):
+    """A fine-tuning file: a TaskSpec plus where it is and how much of it to use."""
+
+    path: str
+    """JSON Lines file."""
+    limit: int | None = None
+    """Use the first k examples (cross-lingual transfer: a few target-language examples; 0 leaves the file out)."""
+    both_directions: bool = True
+    """translation: train source -> target and target -> source."""
+    src_lang: str | None = None
+    """translation: language of src_field, for the reverse direction (default: the field's name)."""
+    skip_empty: bool = False
+    """Count and skip examples with an empty field instead of failing at file:line."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_fields(self, where=f"train file {self.path}: ", only=own_fields(TrainFile))
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TaskSpec)})
