@@ -383,10 +383,50 @@ def measure_file_throughput(runners: dict, tokenizer, args: SpeedArgs) -> dict:
     return {"rows": rows, "latency": latency, "tokens_per_sentence": args.file_tokens, "batch": 16}
 
 
+TIE_MARGINS = (0.01, 0.05)
+"""fp32 logit gaps (top token against the runner-up) counted as near-ties in the agreement."""
+
+
+@torch.no_grad()
+def greedy_steps(model, tokenizer, texts: list[str], lang: str, batch_size: int = 16) -> list[tuple[list, list]]:
+    """For each text, (the generated token ids through the end token, the top-1 minus top-2 logit gap at each of
+    those steps), greedy, 32 new tokens at most."""
+    steps = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True)
+        batch.pop("token_type_ids", None)
+        out = model.generate(
+            **batch,
+            tgt_lang=lang,
+            num_beams=1,
+            max_new_tokens=32,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        top2 = torch.stack([score.float().topk(2, dim=-1).values for score in out.scores], 1)
+        gaps, tokens = top2[..., 0] - top2[..., 1], out.sequences[:, -len(out.scores) :]
+        for row, gap in zip(tokens.tolist(), gaps.tolist(), strict=True):
+            end = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+            steps.append((row[:end], gap[:end]))
+    return steps
+
+
+def _divergence_gap(reference: tuple[list, list], other: list) -> float | None:
+    """fp32's logit gap at the first step where `other`'s tokens leave the fp32 output's (None: identical)."""
+    tokens, gaps = reference
+    for k, token in enumerate(tokens):
+        if k >= len(other) or other[k] != token:
+            return gaps[k]
+    return None if len(other) == len(tokens) else gaps[-1]
+
+
 def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
-    """Greedy outputs of a trained model (the quickstart's) with `--quantize int8` and `fp16` against fp32, on a
-    fixed set: the held-out CLDR names of every language the model has a tag for (the quickstart's test split):
-    identical share and chrF++ of the quantized outputs against the fp32 outputs, per language and pooled."""
+    """Greedy outputs of a trained model (the quickstart's) with `--quantize int8` and `fp16`, and with bf16 weights
+    (a reference: the rounding of a 16-bit format), against fp32, on a fixed set: the held-out CLDR names of every
+    language the model has a tag for (the quickstart's test split). Per language and pooled: identical share and
+    chrF++ of the outputs against fp32's. Pooled: the near-ties of the fp32 outputs (sentences with a step whose
+    top-two logit gap is under each of TIE_MARGINS), and for each mode the fp32 gap where its outputs first differ."""
     import copy
 
     from transformers import AutoTokenizer
@@ -399,24 +439,39 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
     if not (model_dir / "config.json").is_file():
         return None
     fp32 = SWCMForConditionalGeneration.from_pretrained(model_dir).eval()
-    quantized = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in QUANTIZED}
+    variants = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in QUANTIZED}
+    variants["bf16 weights"] = copy.deepcopy(fp32).to(torch.bfloat16)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {"model": str(model_dir)}
-    pooled = {mode: [0, 0] for mode in quantized}
+    pooled = {mode: [0, 0] for mode in variants}
+    smallest_gaps, divergence_gaps = [], {mode: [] for mode in variants}
     for lang in sorted(set(fp32.config.lang_tag_ids) - {"zh"}):
         texts = [pair.src for pair in split_pairs(cldr_pairs("zh", lang))[1]][: limit or None]
         if not texts:
             continue
         kwargs = dict(num_beams=1, max_new_tokens=32, batch_size=16, progress=False)
         reference = generate_texts(fp32, tokenizer, texts, lang, **kwargs)
+        reference_steps = greedy_steps(fp32, tokenizer, texts, lang)
+        smallest_gaps += [min(gaps) for _, gaps in reference_steps if gaps]
         result[lang] = {"sentences": len(texts)}
-        for mode, model in quantized.items():
+        for mode, model in variants.items():
             outputs = generate_texts(model, tokenizer, texts, lang, **kwargs)
             same = sum(x == y for x, y in zip(reference, outputs, strict=True))
             pooled[mode][0] += same
             pooled[mode][1] += len(texts)
             result[lang][mode] = {"identical": 100 * same / len(texts), "chrf++_vs_fp32": chrf_pp(outputs, reference)}
+            for steps, (tokens, _) in zip(reference_steps, greedy_steps(model, tokenizer, texts, lang), strict=True):
+                gap = _divergence_gap(steps, tokens)
+                if gap is not None:
+                    divergence_gaps[mode].append(gap)
     result["pooled"] = {m: {"identical": 100 * hits / max(1, n), "sentences": n} for m, (hits, n) in pooled.items()}
+    result["near_ties"] = {
+        "sentences": len(smallest_gaps),
+        "share_with_gap_under": {
+            str(t): 100 * sum(g < t for g in smallest_gaps) / max(1, len(smallest_gaps)) for t in TIE_MARGINS
+        },
+        "divergence_gaps": {mode: sorted(gaps) for mode, gaps in divergence_gaps.items()},
+    }
     return result
 
 
@@ -775,7 +830,7 @@ def file_throughput_markdown(result: dict) -> list[str]:
         ]
     agreement = result.get("quantized_agreement")
     if agreement:
-        langs = [k for k in agreement if k not in ("model", "pooled")]
+        langs = [k for k in agreement if k not in ("model", "pooled", "near_ties")]
         modes = list(agreement["pooled"])
         header = ["zh ->", "names"]
         for mode in modes:
@@ -789,11 +844,39 @@ def file_throughput_markdown(result: dict) -> list[str]:
         for mode in modes:
             table[-1] += [agreement["pooled"][mode]["identical"], ""]
         out += [
-            f"`--quantize` against fp32, greedy, the held-out CLDR names (zh), model `{agreement['model']}`:",
+            f"`--quantize` and bf16 weights against fp32, greedy, the held-out CLDR names (zh), model "
+            f"`{agreement['model']}`:",
             "",
             markdown_table(header, table),
             "",
         ]
+        ties = agreement.get("near_ties")
+        if ties:
+            shares = ", ".join(f"{share:.1f}% under {gap}" for gap, share in ties["share_with_gap_under"].items())
+            rows = [
+                [
+                    mode,
+                    len(gaps),
+                    sum(g < TIE_MARGINS[0] for g in gaps),
+                    sum(g < TIE_MARGINS[1] for g in gaps),
+                    max(gaps, default=0.0),
+                ]
+                for mode, gaps in ties["divergence_gaps"].items()
+            ]
+            header = [
+                "mode",
+                "outputs that differ (tokens)",
+                f"fp32 gap < {TIE_MARGINS[0]} there",
+                f"< {TIE_MARGINS[1]}",
+                "largest gap",
+            ]
+            out += [
+                f"Near-ties in the fp32 outputs: of {ties['sentences']} names, the share with a step whose top-two "
+                f"logit gap is small: {shares}. Where each mode's output first differs from fp32's, fp32's gap:",
+                "",
+                markdown_table(header, rows),
+                "",
+            ]
     return out
 
 

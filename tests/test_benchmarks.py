@@ -10,6 +10,14 @@ from benchmarks import init_study as study
 from .conftest import SHARED_DATA
 
 
+def test_divergence_gap_is_fp32s_gap_where_the_tokens_first_differ():
+    reference = ([5, 6, 7, 2], [0.9, 0.02, 0.5, 0.3])
+    assert speed._divergence_gap(reference, [5, 6, 7, 2]) is None
+    assert speed._divergence_gap(reference, [5, 8, 7, 2]) == 0.02
+    assert speed._divergence_gap(reference, [5, 6]) == 0.5, "a shorter output differs where it stopped"
+    assert speed._divergence_gap(reference, [5, 6, 7, 2, 9]) == 0.3, "a longer one after fp32's last step"
+
+
 def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     from swcm import SWCMForConditionalGeneration
 
@@ -49,6 +57,13 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     assert all(0 <= agreement[lang][mode]["identical"] <= 100 for lang in ("bo", "ug") for mode in ("int8", "fp16"))
     assert agreement["pooled"]["fp16"]["sentences"] == sum(agreement[k]["sentences"] for k in agreement if len(k) == 2)
     assert "fp16: identical outputs %" in (tmp_path / "speed.md").read_text()
+    ties = agreement["near_ties"]
+    assert ties["sentences"] == agreement["pooled"]["int8"]["sentences"]
+    assert all(0 <= share <= 100 for share in ties["share_with_gap_under"].values())
+    # one fp32 gap (>= 0) per output that differs from fp32's, for every mode
+    for mode in ("int8", "fp16", "bf16 weights"):
+        gaps = ties["divergence_gaps"][mode]
+        assert len(gaps) <= ties["sentences"] and all(g >= 0 for g in gaps)
     assert saved["models"] == ["swcm", "bert2bert", "mbart"]
     # every (model, batch, beams, length) measured, each with the forced length (the benchmark checks it)
     assert len(saved["generation"]) == 3 * 2 * 2 * 2

@@ -85,7 +85,7 @@ class ExactTopHead(nn.Module):
         exact = torch.einsum("...d,...kd->...k", hidden_states, self.weight[top])
         if self.bias is not None:
             exact = exact + self.bias[top]
-        return logits.scatter(-1, top, exact)
+        return logits.scatter_(-1, top, exact)  # in place: the quantized head's output is a fresh tensor
 
 
 def quantize_weights(model, mode: Quantize) -> list[str]:
