@@ -236,3 +236,20 @@ def test_benchmarks_parse_their_arguments_like_the_commands(capsys):
     assert args.variants == ["x1", "x6"] and args.steps == 20
     with pytest.raises(SystemExit, match="precision: expected one of auto, bf16, fp16, fp32; got 'fp64'"):
         parse_dataclass(AblationArgs, ["--precision", "fp64"])
+
+
+def test_every_command_names_a_runner_that_takes_its_arguments():
+    import importlib
+    import inspect
+
+    from swcm.cli import COMMANDS, VOCAB_COMMANDS
+    from swcm.recipe import RECIPES
+
+    for name, (_, args_class, target) in {**COMMANDS, **VOCAB_COMMANDS}.items():
+        module, function = target.split(":")
+        runner = getattr(importlib.import_module(f"swcm.{module}"), function)
+        parameters = inspect.signature(runner).parameters
+        first = next(iter(parameters.values()))
+        assert first.annotation in (args_class, args_class.__name__), f"{name}: {target} takes {args_class.__name__}"
+        if name in RECIPES:
+            assert {"resume", "overwrite"} <= set(parameters), f"{name}: {target} takes --resume / --overwrite"
