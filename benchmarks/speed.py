@@ -388,12 +388,20 @@ TIE_MARGINS = (0.01, 0.05)
 
 
 @torch.no_grad()
-def greedy_steps(model, tokenizer, texts: list[str], lang: str, batch_size: int = 16) -> list[tuple[list, list]]:
-    """For each text, (the generated token ids through the end token, the top-1 minus top-2 logit gap at each of
-    those steps), greedy, 32 new tokens at most."""
-    steps = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True)
+def greedy_outputs(model, tokenizer, texts: list[str], lang: str, batch_size: int = 16) -> list[tuple[str, list, list]]:
+    """For each text, greedy with 32 new tokens at most and batched as `generate_texts` batches (longest first):
+    (the output text as `generate_texts` returns it, the generated token ids through the end token, the top-1 minus
+    top-2 logit gap at each of those steps)."""
+    from swcm.generation import source_token_limit
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    limit = source_token_limit(model, tokenizer)
+    outputs = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True, max_length=limit
+        )
         batch.pop("token_type_ids", None)
         out = model.generate(
             **batch,
@@ -406,10 +414,11 @@ def greedy_steps(model, tokenizer, texts: list[str], lang: str, batch_size: int 
         )
         top2 = torch.stack([score.float().topk(2, dim=-1).values for score in out.scores], 1)
         gaps, tokens = top2[..., 0] - top2[..., 1], out.sequences[:, -len(out.scores) :]
-        for row, gap in zip(tokens.tolist(), gaps.tolist(), strict=True):
+        decoded = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        for i, text, row, gap in zip(chunk, decoded, tokens.tolist(), gaps.tolist(), strict=True):
             end = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
-            steps.append((row[:end], gap[:end]))
-    return steps
+            outputs[i] = (text.strip(), row[:end], gap[:end])
+    return [outputs[i] for i in range(len(texts))]
 
 
 def _divergence_gap(reference: tuple[list, list], other: list) -> float | None:
@@ -433,7 +442,7 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
 
     from swcm import SWCMForConditionalGeneration
     from swcm.cldr import cldr_pairs, split_pairs
-    from swcm.generation import generate_texts, prepare_for_inference
+    from swcm.generation import prepare_for_inference
     from swcm.metrics import chrf_pp
 
     if not (model_dir / "config.json").is_file():
@@ -449,19 +458,22 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
         texts = [pair.src for pair in split_pairs(cldr_pairs("zh", lang))[1]][: limit or None]
         if not texts:
             continue
-        kwargs = dict(num_beams=1, max_new_tokens=32, batch_size=16, progress=False)
-        reference = generate_texts(fp32, tokenizer, texts, lang, **kwargs)
-        reference_steps = greedy_steps(fp32, tokenizer, texts, lang)
-        smallest_gaps += [min(gaps) for _, gaps in reference_steps if gaps]
+        reference = greedy_outputs(fp32, tokenizer, texts, lang)
+        reference_texts = [text for text, _, _ in reference]
+        smallest_gaps += [min(gaps) for _, _, gaps in reference if gaps]
         result[lang] = {"sentences": len(texts)}
         for mode, model in variants.items():
-            outputs = generate_texts(model, tokenizer, texts, lang, **kwargs)
-            same = sum(x == y for x, y in zip(reference, outputs, strict=True))
+            outputs = greedy_outputs(model, tokenizer, texts, lang)
+            output_texts = [text for text, _, _ in outputs]
+            same = sum(x == y for x, y in zip(reference_texts, output_texts, strict=True))
             pooled[mode][0] += same
             pooled[mode][1] += len(texts)
-            result[lang][mode] = {"identical": 100 * same / len(texts), "chrf++_vs_fp32": chrf_pp(outputs, reference)}
-            for steps, (tokens, _) in zip(reference_steps, greedy_steps(model, tokenizer, texts, lang), strict=True):
-                gap = _divergence_gap(steps, tokens)
+            result[lang][mode] = {
+                "identical": 100 * same / len(texts),
+                "chrf++_vs_fp32": chrf_pp(output_texts, reference_texts),
+            }
+            for (_, tokens, gaps), (_, other, _) in zip(reference, outputs, strict=True):
+                gap = _divergence_gap((tokens, gaps), other)
                 if gap is not None:
                     divergence_gaps[mode].append(gap)
     result["pooled"] = {m: {"identical": 100 * hits / max(1, n), "sentences": n} for m, (hits, n) in pooled.items()}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from transformers import AutoTokenizer
 
-from .checks import check_model_dir
+from .checks import check_model_dir, own_fields
 from .encoders import load_model_folder
 from .errors import DataError, RecipeError
 from .generation import generate_texts, prepare_for_inference
@@ -188,17 +188,8 @@ def evaluate_command(args: EvaluateArgs) -> str:
         fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
         if not Path(fill["data"]).is_file():
             raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
-        spec = TaskSpec(
-            task=args.task,
-            tgt_lang=lang,
-            src_field=fill["src_field"],
-            tgt_field=fill["tgt_field"],
-            text_field=fill["text_field"],
-            summary_field=fill["summary_field"],
-            question_field=fill["question_field"],
-            context_field=fill["context_field"],
-            answer_field=fill["answer_field"],
-        )
+        fields = {name: fill[name] for name in own_fields(TaskSpec) if name.endswith("_field")}
+        spec = TaskSpec(task=args.task, tgt_lang=lang, **fields)
         jobs.append((lang, fill["data"], spec))
     if args.out.exists() and not args.out.is_dir():
         raise RecipeError(f"--out {args.out}: is a file, expected a folder")

@@ -424,14 +424,14 @@ def report_table(report: dict) -> str:
         elif not key.endswith("_after"):
             other.append(f"{key}: {value}")
 
-    def fmt(v):
+    def fmt(v, name: str) -> str:
         return (
             f"{v:.4%}" if isinstance(v, float) and "rate" in name else f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
         )
 
     lines = ["| | before | after |", "|---|---:|---:|"]
     for name, before, after in rows:
-        lines.append(f"| {name} | {fmt(before)} | {fmt(after)} |")
+        lines.append(f"| {name} | {fmt(before, name)} | {fmt(after, name)} |")
     return "\n".join(lines + other)
 
 
