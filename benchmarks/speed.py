@@ -295,7 +295,8 @@ def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
 
     runners = {}
     if "swcm" in models:
-        runners["swcm fp32"] = hf(models["swcm"], "swcm")
+        # as `swcm generate` decodes: through prepare_for_inference (on CPU, the decoder's attention written out)
+        runners["swcm fp32"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32")[0], "swcm")
         for mode in QUANTIZED:
             runners[f"swcm {mode}"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", mode)[0], "swcm")
         if cpu_has_fast_bf16()[0]:
@@ -303,6 +304,10 @@ def decoding_runners(models: dict, tokenizer, args: SpeedArgs) -> dict:
     for name in ("bert2bert", "mbart"):
         if name in models:
             runners[f"{name} fp32"] = hf(models[name], name)
+    if "bert2bert" in models:  # the peer with swcm's attention setting too: what that setting alone is worth
+        eager = copy.deepcopy(models["bert2bert"])
+        eager.set_attn_implementation({"": "sdpa", "decoder": "eager"})
+        runners["bert2bert fp32, decoder attention eager"] = hf(eager, "bert2bert")
     if not args.no_ctranslate2 and "mbart" in models:
         # HF's generate starts every output with the config's decoder start token; CTranslate2 is given it as prefix
         start = tokenizer.convert_ids_to_tokens(models["mbart"].config.decoder_start_token_id)
@@ -450,6 +455,7 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
     fp32 = SWCMForConditionalGeneration.from_pretrained(model_dir).eval()
     variants = {mode: prepare_for_inference(copy.deepcopy(fp32), "fp32", mode)[0] for mode in QUANTIZED}
     variants["bf16 weights"] = copy.deepcopy(fp32).to(torch.bfloat16)
+    variants["fp32, decoder attention eager"] = prepare_for_inference(copy.deepcopy(fp32), "fp32")[0]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {"model": str(model_dir)}
     pooled = {mode: [0, 0] for mode in variants}

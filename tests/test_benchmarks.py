@@ -48,7 +48,7 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     saved = json.loads((tmp_path / "speed.json").read_text())
     file = saved["file_throughput"]
     decodings = {"swcm fp32", "swcm int8", "swcm fp16", "bert2bert fp32", "mbart fp32", "ctranslate2-mbart fp32"}
-    decodings |= {"ctranslate2-mbart int8"}
+    decodings |= {"ctranslate2-mbart int8", "bert2bert fp32, decoder attention eager"}
     assert decodings <= {r["decoding"] for r in file["rows"]} and set(file["latency"]) >= decodings
     # 5 sentences x 4 forced tokens each, per beam size (the benchmark checks every batch's length)
     assert all(r["tokens"] == 20 and r["tokens_per_s"] > 0 for r in file["rows"])
@@ -57,6 +57,7 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     assert all(0 <= agreement[lang][mode]["identical"] <= 100 for lang in ("bo", "ug") for mode in ("int8", "fp16"))
     assert agreement["pooled"]["fp16"]["sentences"] == sum(agreement[k]["sentences"] for k in agreement if len(k) == 2)
     assert "fp16: identical outputs %" in (tmp_path / "speed.md").read_text()
+    assert "fp32, decoder attention eager" in agreement["pooled"]
     ties = agreement["near_ties"]
     assert ties["sentences"] == agreement["pooled"]["int8"]["sentences"]
     assert all(0 <= share <= 100 for share in ties["share_with_gap_under"].values())

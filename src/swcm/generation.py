@@ -46,16 +46,20 @@ ONCE_PER_INPUT = (".cross_attn.k_proj", ".cross_attn.v_proj")
 
 
 def _int8_qconfig() -> QConfig:
-    """Per-channel int8 weights on 7 bits, activations on the full 8 bits (per batch, asymmetric).
+    """Per-channel int8 weights, activations on the full 8 bits (per batch, asymmetric).
 
-    torch's default keeps 8-bit weights and drops the activations to 7 bits (`reduce_range`), because fbgemm's AVX2
-    kernel sums pairs of u8 x s8 products in int16 and 255 x 127 x 2 would saturate. The activations, one scale for
-    the whole batch, carry the larger error, so the bit goes to them instead: 255 x 64 x 2 = 32,640 still fits. On the
-    quickstart model this raised identical greedy outputs from 90.1 to 93.3% (docs/results.md)."""
+    torch's default drops the activations to 7 bits (`reduce_range`): fbgemm's AVX2 kernel sums pairs of u8 x s8
+    products in int16, and 255 x 127 x 2 would saturate. The activations, one scale for the whole batch, carry the
+    larger error, so they keep all 8 bits. The weights keep 8 where the CPU has VNNI (products summed in int32),
+    and give up one elsewhere: 255 x 64 x 2 = 32,640 still fits in int16. On the quickstart model, 8-bit activations
+    raised identical greedy outputs from 90.1 to 93.3%, and 8-bit weights then to 94.1% (docs/results.md)."""
+    from .precision import cpu_has_vnni
+
+    weight_min, weight_max = (-127, 127) if cpu_has_vnni() else (-64, 63)
     return QConfig(
         activation=PlaceholderObserver.with_args(dtype=torch.quint8, quant_min=0, quant_max=255, is_dynamic=True),
         weight=PerChannelMinMaxObserver.with_args(
-            dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63
+            dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=weight_min, quant_max=weight_max
         ),
     )
 
@@ -125,6 +129,11 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
     if quantize not in QUANTIZE_MODES:
         raise RecipeError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     model.eval()
+    if model.device.type == "cpu":
+        # decoding attends from one query per step: on CPU, attention written out beats SDPA's kernel there (+3%
+        # tokens/s with identical outputs, docs/results.md); the encoder keeps its own (SDPA never materialises the
+        # source x source weights of a long input)
+        model.set_attn_implementation({"": "eager", "encoder": model.config.encoder._attn_implementation})
     if quantize != "none":
         if model.device.type != "cpu":
             raise RecipeError(f"--quantize {quantize} is for CPU decoding; on a GPU use --precision auto (bf16 / fp16)")

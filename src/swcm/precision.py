@@ -48,6 +48,12 @@ def cpu_has_fast_bf16() -> tuple[bool, str]:
     return (avx512_bf16 or amx) and capability.startswith("AVX512"), detected
 
 
+def cpu_has_vnni() -> bool:
+    """AVX512-VNNI, where fbgemm's int8 kernels accumulate u8 x s8 products in int32 (`vpdpbusd`); without it they
+    add pairs of them in int16 (`vpmaddubsw`), which 8-bit weights with 8-bit activations can saturate."""
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+
+
 def _legacy(name: str) -> str:
     # recipes written before `auto` say "no" for fp32 (accelerate's word)
     return "fp32" if name == "no" else name
