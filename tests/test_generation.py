@@ -171,7 +171,8 @@ def test_int8_weights_leave_the_kernel_no_room_to_saturate(tiny_xlmr, monkeypatc
     runs_here = precision.cpu_has_vnni() or not vnni  # 7-bit weights are safe on either kernel
     monkeypatch.setattr(precision, "cpu_has_vnni", lambda: vnni)
     model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
-    quantized, _ = prepare_for_inference(model, "fp32", "int8")
+    quantized, how = prepare_for_inference(model, "fp32", "int8")
+    assert f"{8 if vnni else 7}-bit weights" in how, "the choice is said"
     layer = quantized.model.decoder.layers[0].ffn1.fc1
     weight = layer.weight().int_repr()
     assert weight.min() >= low and weight.max() <= high and weight.abs().max() >= high - 3, "the range, all used"
