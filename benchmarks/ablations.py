@@ -52,7 +52,12 @@ VARIANTS: dict[str, tuple[str, dict, dict]] = {
     "base-b": ("normal layers copied from the custom layer before them [BASE-B]", {}, {"normal_init": "copy-previous"}),
     "no-dae": ("translation only, no denoising [-DAE]", {"dae_share": 0.0}, {}),
     "x1": ("one normal layer after every custom layer (X=1)", {}, {"normal_every": 1}),
-    "x6": ("one normal layer after every 6 custom layers (X=6)", {}, {"normal_every": 6}),
+    "x6": (
+        "one normal layer after every 6 custom layers (X=6); with a 6-layer encoder none (the last group gets none): "
+        "the same model as base-a",
+        {},
+        {"normal_every": 6},
+    ),
 }
 DEFAULT_VARIANTS = ["xlm-swcm", "random-decoder", "base-a", "base-b", "no-dae", "x1", "x6"]
 
