@@ -394,20 +394,13 @@ TIE_MARGINS = (0.01, 0.05)
 
 @torch.no_grad()
 def greedy_outputs(model, tokenizer, texts: list[str], lang: str, batch_size: int = 16) -> list[tuple[str, list, list]]:
-    """For each text, greedy with 32 new tokens at most and batched as `generate_texts` batches (longest first):
+    """For each text, greedy with 32 new tokens at most, in `generate_texts`' batches (`source_batches`):
     (the output text as `generate_texts` returns it, the generated token ids through the end token, the top-1 minus
     top-2 logit gap at each of those steps)."""
-    from swcm.generation import source_token_limit
+    from swcm.generation import source_batches, source_token_limit
 
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    limit = source_token_limit(model, tokenizer)
-    outputs = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True, max_length=limit
-        )
-        batch.pop("token_type_ids", None)
+    outputs, limit = {}, source_token_limit(model, tokenizer)
+    for chunk, batch in source_batches(tokenizer, texts, batch_size, limit, model.device):
         out = model.generate(
             **batch,
             tgt_lang=lang,

@@ -199,6 +199,18 @@ def new_token_limit(model) -> int:
 
 
 @torch.no_grad()
+def source_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, device):
+    """(indices into `texts`, their tokenized batch on `device`), longest texts first so padding stays small."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length
+        ).to(device)
+        batch.pop("token_type_ids", None)
+        yield chunk, batch
+
+
 def generate_texts(
     model,
     tokenizer,
@@ -228,15 +240,9 @@ def generate_texts(
             stacklevel=2,
         )
         max_new_tokens = longest
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     outputs: dict[int, str] = {}
     bar = tqdm(total=len(texts), desc=f"generating -> {tgt_lang}", unit=" text", disable=not progress)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True, max_length=limit
-        ).to(model.device)
-        batch.pop("token_type_ids", None)
+    for chunk, batch in source_batches(tokenizer, texts, batch_size, limit, model.device):
         ids = model.generate(
             **batch,
             tgt_lang=tgt_lang,
