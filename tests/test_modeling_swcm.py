@@ -1,12 +1,16 @@
 import json
+import logging
+import warnings
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.utils import logging as hf_logging
 
 import swcm
 from swcm import SWCMForConditionalGeneration, encode_targets
+from swcm.modeling_swcm import CACHE_NAME
 
 TEXTS = ["hello 中文 世界", "བོད་ཡིག", "ئۇيغۇرچە تىل", "қазақ"]
 
@@ -95,6 +99,75 @@ def test_trained_model_generates_the_same_varied_output_with_and_without_cache(c
     uncached = model.generate(input_ids=source, tgt_lang="zh", num_beams=num_beams, max_new_tokens=10, use_cache=False)
     assert torch.equal(cached, uncached)
     assert len({tuple(row.tolist()) for row in cached}) == len(source), "each input gets its own output"
+
+
+def test_generate_threads_the_cache_through_the_forward_under_the_installed_name(built):
+    """The cache goes in and out under the name the installed transformers uses (`cache` from 5.24): a forward that
+    took it only as `past_key_values` failed there, and one that swallowed `cache` would decode every step blind."""
+    model, tokenizer = built
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    out = model.generate(**batch, tgt_lang="ug", max_new_tokens=6, min_new_tokens=6, return_dict_in_generate=True)
+    cache = getattr(out, CACHE_NAME)
+    assert isinstance(cache, EncoderDecoderCache)
+    # every token but the last was fed through the forward once, and its keys / values kept
+    assert cache.get_seq_length() == out.sequences.shape[1] - 1
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_one_decoding_step_on_the_last_token_reads_the_cache(built, name):
+    """generate's own input preparation, one step: only the last token is fed, and its logits are the full
+    forward's at that position only if the forward read the prefix's keys / values from the cache."""
+    model, tokenizer = built
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    ids = model.prepare_decoder_input_ids_from_labels(encode_targets(tokenizer, ["中文", "ab", "ئۇ", "қа"], "kk"))
+    ids = ids[:, :3]
+    full = model(**batch, decoder_input_ids=ids, use_cache=False).logits[:, -1]
+    encoder_outputs = model.get_encoder()(**batch)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    model(
+        attention_mask=batch["attention_mask"],
+        encoder_outputs=encoder_outputs,
+        decoder_input_ids=ids[:, :-1],
+        use_cache=True,
+        **{name: cache},
+    )
+    inputs = model.prepare_inputs_for_generation(
+        ids,
+        next_sequence_length=1,
+        attention_mask=batch["attention_mask"],
+        encoder_outputs=encoder_outputs,
+        use_cache=True,
+        **{CACHE_NAME: cache},
+    )
+    assert inputs["decoder_input_ids"].shape[1] == 1 and inputs[CACHE_NAME] is cache
+    step = model(**inputs)
+    assert cache.get_seq_length() == ids.shape[1]
+    assert getattr(step, CACHE_NAME) is cache
+    torch.testing.assert_close(step.logits[:, -1], full, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="not both"):
+        model(**batch, decoder_input_ids=ids, cache=cache, past_key_values=cache)
+
+
+def test_decoding_prints_no_deprecation_of_our_making(built, recwarn):
+    """transformers warns when a model hands its helpers or outputs the old cache name (a FutureWarning from
+    create_causal_mask on 5.24+, a logged warning from the output classes)."""
+    model, tokenizer = built
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    hf_logging.get_logger("transformers").addHandler(handler)
+    warnings.simplefilter("always")
+    try:
+        hf_logging.warning_once.cache_clear()  # a warning already given in this process would not show again
+        batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+        for num_beams in (1, 3):
+            out = model.generate(**batch, tgt_lang="mn", num_beams=num_beams, max_new_tokens=4)
+            assert out.shape[1] > 2
+        model(**batch, decoder_input_ids=out[:, :3])
+    finally:
+        hf_logging.get_logger("transformers").removeHandler(handler)
+    said = messages + [str(w.message) for w in recwarn]
+    assert not [m for m in said if "deprecated" in m.lower()], said
 
 
 def test_sampling_runs_and_is_seeded(built):

@@ -373,8 +373,9 @@ def argument_error(err: Exception) -> str:
         kind = re.search(r"Not a valid subclass of (\w+)", text).group(1)
         return f"{name}: expected a mapping of {kind} fields{value}"
     if kinds:
-        kinds = ["a list (on the command line: [a,b])" if k == "list" else k for k in kinds]
-        return f"{name}: expected {' or '.join(dict.fromkeys(kinds))}{value}"
+        kinds = ["a list (on the command line: [a,b])" if k == "list" else k for k in dict.fromkeys(kinds)]
+        kinds.sort(key=lambda k: k == "null")  # the field's own type first, whatever order jsonargparse tried them in
+        return f"{name}: expected {' or '.join(kinds)}{value}"
     return f"{name}: {text}"
 
 

@@ -82,7 +82,7 @@ class SWCMConfig(PreTrainedConfig):
     sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
         "encoder": SubConfigSpec(config_class=AutoConfig, model_type="xlm-roberta"),
     }
-    keys_to_ignore_at_inference: ClassVar[list[str]] = ["past_key_values"]
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["cache", "past_key_values"]  # transformers >= 5.24, before
 
     encoder: PreTrainedConfig | dict | None = None
     decoder_layer_types: list[str] | None = None

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation.utils import ALL_CACHE_NAMES
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -38,6 +39,19 @@ from .languages import LANGS, lang_code
 from .model_card import provenance, swcm_card_data, write_card
 from .tokenization import add_lang_tags, end_token_id, init_lang_tag_embeddings, start_token_id
 from .weight_sharing import copy_previous_plan, copy_weights, weight_sharing_plan
+
+# The name transformers gives the KV cache in `generate`'s model inputs, its mask helpers' arguments and its output
+# fields: "cache" from 5.24, "past_key_values" before. The model's forward takes either (generate passes the
+# installed version's; a caller may pass the other) and hands transformers the installed version's name, so that
+# neither version warns of a deprecated name and `getattr(outputs, CACHE_NAME)` is the cache.
+CACHE_NAME = ALL_CACHE_NAMES[0]
+
+
+def one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The cache a forward got, under either name; both at once is a caller's mistake, not a choice to make."""
+    if cache is not None and past_key_values is not None:
+        raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
+    return cache if cache is not None else past_key_values
 
 
 def eager_attention_forward(
@@ -91,23 +105,23 @@ class SWCMAttention(nn.Module):
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
         query = self._heads(self.q_proj(hidden_states))
         if not self.is_cross_attention:
             key = self._heads(self.k_proj(hidden_states))
             value = self._heads(self.v_proj(hidden_states))
-            if past_key_values is not None:
-                key, value = past_key_values.self_attention_cache.update(key, value, self.layer_idx)
-        elif past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
-            cached = past_key_values.cross_attention_cache.layers[self.layer_idx]
+            if cache is not None:
+                key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
+        elif cache is not None and cache.is_updated.get(self.layer_idx):
+            cached = cache.cross_attention_cache.layers[self.layer_idx]
             key, value = cached.keys, cached.values
         else:
             key = self._heads(self.k_proj(key_value_states))
             value = self._heads(self.v_proj(key_value_states))
-            if past_key_values is not None:
-                key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
-                past_key_values.is_updated[self.layer_idx] = True
+            if cache is not None:
+                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         out, _ = attention(
             self,
@@ -207,7 +221,7 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor,
         self_attn_mask: torch.Tensor | None = None,
         cross_attn_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
         for step in self.sublayers:
             name, norm = step.name, getattr(self, step.norm)
@@ -217,13 +231,13 @@ class SWCMDecoderLayer(GradientCheckpointingLayer):
                 if step.residual == "normed":
                     residual = hidden_states
             if name == "self_attn":
-                out = self.self_attn(hidden_states, attention_mask=self_attn_mask, past_key_values=past_key_values)
+                out = self.self_attn(hidden_states, attention_mask=self_attn_mask, cache=cache)
             elif name == "cross_attn":
                 out = self.cross_attn(
                     hidden_states,
                     key_value_states=encoder_hidden_states,
                     attention_mask=cross_attn_mask,
-                    past_key_values=past_key_values,
+                    cache=cache,
                 )
             else:
                 out = getattr(self, name)(hidden_states)
@@ -254,7 +268,7 @@ class SWCMDecoder(nn.Module):
         encoder_hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         # transformers' mask helpers: causal over the cache + current positions with the padding in `attention_mask`,
@@ -263,7 +277,7 @@ class SWCMDecoder(nn.Module):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
+            **{CACHE_NAME: cache.self_attention_cache if cache is not None else None},
         )
         cross_mask = create_bidirectional_mask(
             config=self.config,
@@ -280,7 +294,7 @@ class SWCMDecoder(nn.Module):
                 encoder_hidden_states,  # positional, for gradient checkpointing
                 self_attn_mask=self_mask,
                 cross_attn_mask=cross_mask,
-                past_key_values=past_key_values,
+                cache=cache,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -297,7 +311,7 @@ class SWCMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["SWCMDecoderLayer", "BertLayer", "XLMRobertaLayer", "RobertaLayer", "CamembertLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]  # the forward takes the cache under either name
 
     def _init_weights(self, module):
         # Random (not copied) decoder weights use the encoder's initializer range.
@@ -361,14 +375,16 @@ class SWCMModel(SWCMPreTrainedModel):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | Sequence[torch.Tensor] | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: Cache | None = None,
     ) -> Seq2SeqModelOutput:
+        """`cache` (transformers >= 5.24) or `past_key_values` (earlier): the decoder's EncoderDecoderCache."""
         if output_attentions:
             raise NotImplementedError("SWCM decoder layers use fused SDPA and do not return attention weights")
         if encoder_outputs is None:
@@ -388,24 +404,25 @@ class SWCMModel(SWCMPreTrainedModel):
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels")
 
+        cache = one_cache(cache, past_key_values)
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        if past_key_values is not None and not isinstance(past_key_values, EncoderDecoderCache):
-            raise TypeError(f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}")
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if cache is not None and not isinstance(cache, EncoderDecoderCache):
+            raise TypeError(f"the cache must be an EncoderDecoderCache, got {type(cache).__name__}")
+        past_length = cache.get_seq_length() if cache is not None else 0
 
         hidden_states, decoder_hidden_states = self.decoder(
             self.embed_decoder_inputs(decoder_input_ids, decoder_inputs_embeds, past_length),
             encoder_outputs.last_hidden_state,
             attention_mask=decoder_attention_mask,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
             output_hidden_states=bool(output_hidden_states),
         )
         return Seq2SeqModelOutput(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            **{CACHE_NAME: cache if use_cache else None},
             decoder_hidden_states=decoder_hidden_states,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
@@ -484,7 +501,7 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | Sequence[torch.Tensor] | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -493,7 +510,10 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
     ) -> Seq2SeqLMOutput:
+        """`cache` (transformers >= 5.24) or `past_key_values` (earlier): the decoder's EncoderDecoderCache; the
+        output holds it under the installed version's name (`getattr(outputs, CACHE_NAME)`)."""
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -505,7 +525,7 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=one_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -524,7 +544,7 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,
