@@ -8,6 +8,7 @@ from swcm.errors import DataError, RecipeError
 from swcm.specs import TaskSpec
 from swcm.tasks import mrc_sources, read_task_file
 
+from .conftest import SHARED_DATA
 from .test_data import write_jsonl
 
 
@@ -99,3 +100,51 @@ def test_evaluate_cli_writes_one_row_per_language_and_task(model_dir, tmp_path, 
     assert len(predictions) == 3 and json.loads(predictions[0])["references"] == ["བོད་ཡིག"]
     assert main([*args[:8], "[ug,fr]", *args[9:]]) == 2
     assert "model has no language tag <fr>; its tags: ['bo', 'kk', 'mn', 'ug', 'zh']" in capsys.readouterr().err
+
+
+def test_a_split_file_gives_disjoint_stable_sides_by_input(tmp_path):
+    """Train and test sides share no input (repeated inputs fall on one side), cover the file between them, and
+    split it the same way on every read; MRC splits by context, so no test passage is trained on."""
+    rows = [{"zh": f"字符串 {i % 150}", "ug": f"ئۇيغۇر {i}"} for i in range(400)]  # each source repeats
+    path = write_jsonl(tmp_path / "mt.jsonl", rows)
+    spec = dict(task="translation", tgt_lang="ug", src_field="zh", tgt_field="ug", test_share=0.2)
+    train = read_task_file(path, TaskSpec(**spec, split="train")).examples
+    test = read_task_file(path, TaskSpec(**spec, split="test")).examples
+    assert {e.source for e in train}.isdisjoint({e.source for e in test})
+    assert len(train) + len(test) == len(rows)
+    assert 0.1 < len({e.source for e in test}) / 150 < 0.3
+    again = read_task_file(path, TaskSpec(**spec, split="test")).examples
+    assert [e.where for e in again] == [e.where for e in test]
+    assert [e.source for e in read_task_file(path, TaskSpec(**spec, split="test"), limit=3).examples] == [
+        e.source for e in test[:3]
+    ]
+    qa = [{"question": f"q{i}", "context": f"context {i % 40}", "answer": "a"} for i in range(200)]
+    path = write_jsonl(tmp_path / "qa.jsonl", qa)
+    mrc = dict(task="mrc", tgt_lang="kk", test_share=0.25)
+    trained = {e.context for e in read_task_file(path, TaskSpec(**mrc, split="train")).examples}
+    held_out = {e.context for e in read_task_file(path, TaskSpec(**mrc, split="test")).examples}
+    assert trained and held_out and trained.isdisjoint(held_out)
+    with pytest.raises(RecipeError, match="test_share: must be in"):
+        TaskSpec(**{**spec, "test_share": 1.0}, split="test")
+    with pytest.raises(RecipeError, match="test_share: must be > 0 with split test"):
+        TaskSpec(**{**spec, "test_share": 0.0}, split="test")
+
+
+def test_the_split_of_a_real_file_keeps_every_test_input_out_of_training():
+    """The real UI strings and KazQAD as the real-text benchmark splits them: no test input (MRC: context) on the
+    training side, and the test side about test_share of the distinct inputs."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is absent")
+    cases = [
+        (
+            SHARED_DATA / "mt" / "software-ui.en-zh-ug.jsonl",
+            dict(task="translation", tgt_lang="ug", src_field="zh", tgt_field="ug"),
+        ),
+        (SHARED_DATA / "qa" / "kazqad.validation.jsonl", dict(task="mrc", tgt_lang="kk", answer_field="answers")),
+    ]
+    for path, spec in cases:
+        key = (lambda e: e.context) if spec["task"] == "mrc" else (lambda e: e.source)
+        train = {key(e) for e in read_task_file(path, TaskSpec(**spec, split="train"), skip_empty=True).examples}
+        test = {key(e) for e in read_task_file(path, TaskSpec(**spec, split="test"), skip_empty=True).examples}
+        assert train.isdisjoint(test), path
+        assert 0.05 < len(test) / (len(train) + len(test)) < 0.15, path

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import CheckedPart, check_fields, own_fields
-from .choices import Precision, Quantize, Task
+from .choices import Precision, Quantize, Split, Task
 from .errors import SWCMError
 from .quickstart import QuickstartArgs
 from .recipe import RECIPES, BuildArgs
@@ -180,10 +180,18 @@ class EvaluateArgs(DecodingArgs, InferenceArgs):
     """Longest input in tokens (MRC inputs are cut from the context)."""
     skip_empty: bool = False
     """Count and skip examples with an empty field instead of failing at file:line."""
+    split: Split = "all"
+    """all, or the train / test side of the file's stable hash split (as a fine-tuning file with the same split)."""
+    test_share: float = 0.1
+    """With split: the share of inputs on the test side."""
 
     def __post_init__(self):
         check_fields(
-            self, only=own_fields(EvaluateArgs), positive=("limit", "max_source_length"), non_empty=("tgt_langs",)
+            self,
+            only=own_fields(EvaluateArgs),
+            positive=("limit", "max_source_length"),
+            non_empty=("tgt_langs",),
+            shares=("test_share",),
         )
         super().__post_init__()
 

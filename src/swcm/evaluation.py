@@ -189,7 +189,7 @@ def evaluate_command(args: EvaluateArgs) -> str:
         if not Path(fill["data"]).is_file():
             raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
         fields = {name: fill[name] for name in own_fields(TaskSpec) if name.endswith("_field")}
-        spec = TaskSpec(task=args.task, tgt_lang=lang, **fields)
+        spec = TaskSpec(task=args.task, tgt_lang=lang, **fields, split=args.split, test_share=args.test_share)
         jobs.append((lang, fill["data"], spec))
     if args.out.exists() and not args.out.is_dir():
         raise RecipeError(f"--out {args.out}: is a file, expected a folder")

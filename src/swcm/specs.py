@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .checks import check_fields, own_fields
-from .choices import PretrainTask, Task
+from .choices import PretrainTask, Split, Task
 from .errors import RecipeError
 
 
@@ -78,9 +78,16 @@ class TaskSpec:
     """mrc: context field."""
     answer_field: str = "answer"
     """mrc: reference answer (string) or answers (list) field."""
+    split: Split = "all"
+    """all: every example; train / test: one side of a stable split by a hash of the input (the source; MRC: the
+    context), so that equal inputs fall on one side and nothing of a test input is seen in training."""
+    test_share: float = 0.1
+    """With split: the share of inputs that fall on the test side."""
 
     def __post_init__(self):
-        check_fields(self, only=own_fields(TaskSpec))
+        check_fields(self, only=own_fields(TaskSpec), shares=("test_share",))
+        if self.split != "all" and not self.test_share > 0:
+            raise RecipeError(f"test_share: must be > 0 with split {self.split}, got {self.test_share!r}")
         if self.task == "translation" and not (self.src_field and self.tgt_field):
             raise RecipeError("translation needs src_field and tgt_field (e.g. zh and ug)")
 

@@ -9,6 +9,7 @@ Fields may be dotted to reach into objects (`zh.body` in the headline files).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,18 @@ def _get(row: dict, dotted: str, path: Path, line_no: int):
     return value
 
 
+def in_test_split(text: str, test_share: float) -> bool:
+    """Whether an input falls on the test side of a task file's split: a hash of its text (spaces at the ends
+    ignored), the same on every machine and Python, so that a file splits the same way in training and evaluation,
+    and equal inputs (UI strings repeat, KazQAD asks several questions of one context) fall on one side."""
+    digest = hashlib.sha256(text.strip().encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < test_share * 2**64
+
+
 def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, skip_empty: bool = False) -> TaskData:
-    """Examples of one file; a missing field or a non-string value is an error at file:line, an empty source or
-    reference an error too unless `skip_empty` (then counted)."""
+    """Examples of one file (of `spec.split`'s side of it; `limit` counts that side); a missing field or a
+    non-string value is an error at file:line, an empty source or reference an error too unless `skip_empty` (then
+    counted)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -72,6 +82,10 @@ def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, s
             data.skipped_empty += 1
             continue
         where = f"{path}:{line_no}"
+        if spec.split != "all":
+            key = inputs[1] if spec.task == "mrc" else inputs[0]  # MRC: by context, so no test passage is trained on
+            if in_test_split(key, spec.test_share) != (spec.split == "test"):
+                continue
         if spec.task == "mrc":
             question, context = inputs
             data.examples.append(TaskExample(question, references, where, question=question, context=context))
@@ -80,7 +94,8 @@ def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, s
         if limit is not None and len(data.examples) >= limit:
             break
     if not data.examples:
-        raise DataError(f"{path}: no examples")
+        side = f" on the {spec.split} side of its split (test_share {spec.test_share})" if spec.split != "all" else ""
+        raise DataError(f"{path}: no examples{side}")
     return data
 
 
