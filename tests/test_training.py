@@ -399,6 +399,34 @@ def test_a_used_out_folder_is_refused_unless_resumed_with_the_same_recipe_or_ove
     assert json.loads((out / "recipe.json").read_text())["max_steps"] == 4
 
 
+def test_overwrite_removes_only_the_run_and_a_failed_start_keeps_it(uninterrupted, recipe_file, tmp_path):
+    """--overwrite deletes what a run wrote, never a user's files in the folder; and a new run whose start-up fails
+    (a bad data line) leaves the earlier run as it was."""
+    out = tmp_path / "used"
+    shutil.copytree(uninterrupted, out)
+    (out / "thesis.txt").write_text("mine", encoding="utf-8")
+    (out / "sub").mkdir()
+    (out / "sub" / "notes.txt").write_text("mine too", encoding="utf-8")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "қазақ тілі"}\nnot json\n', encoding="utf-8")
+    bad_recipe = tmp_path / "bad.yaml"
+    recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+    bad_recipe.write_text(
+        yaml.safe_dump({**recipe, "sources": [{"path": str(bad), "task": "dae", "lang": "kk"}]}), encoding="utf-8"
+    )
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    failed = run(bad_recipe, out, "--overwrite")
+    assert failed.returncode == 2 and f"{bad}:2" in failed.stderr, failed.stderr[-2000:]
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before, "the earlier run and the user's files are as they were"
+    fresh = run(recipe_file, out, "--overwrite", "--max_steps", "2")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert (out / "thesis.txt").read_text(encoding="utf-8") == "mine"
+    assert (out / "sub" / "notes.txt").read_text(encoding="utf-8") == "mine too"
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000002"]
+    assert not (out / ".swcm-overwritten").exists()
+
+
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_a_stop_signal_checkpoints_the_finished_step_and_resume_follows_the_curve(
     recipe_file, uninterrupted, tmp_path, signum, to_group

@@ -230,7 +230,7 @@ class RunFlags:
     resume: bool = False
     """Continue the run in `out` from its newest good checkpoint (the recipe must match)."""
     overwrite: bool = False
-    """Delete the run in `out` and start again."""
+    """Replace the run in `out` (what a run wrote; other files stay), once the new run has started."""
 
 
 # name -> (what it does, its arguments, the "module:function" that runs them and returns what to print)

@@ -326,6 +326,18 @@ def _ignore_stop_signals(worker_id: int) -> None:
 RESUMABLE_CHANGES = ("out", "num_workers", "save_every", "keep_checkpoints", "log_every", "skip_bad_lines")
 # what marks a folder as holding a run
 RUN_MARKS = ("log.jsonl", "checkpoints", "final")
+# everything a run writes into its out folder: --overwrite removes these and nothing else (a user's files stay)
+RUN_OUTPUTS = (
+    *RUN_MARKS,
+    "recipe.json",
+    "initial",
+    "tb",
+    "loss.png",
+    "report.json",
+    "encoder-pruned",
+    "index",
+)
+SET_ASIDE = ".swcm-overwritten"
 
 
 def _recipe_json(recipe) -> dict:
@@ -359,6 +371,32 @@ def check_out_folder(out: Path, recipe, resume: bool, overwrite: bool) -> None:
         )
 
 
+def set_aside_run(out: Path) -> Path | None:
+    """--overwrite: move an earlier run's outputs (RUN_OUTPUTS, nothing else of the folder) into out/.swcm-overwritten,
+    to be deleted once the new run has started (`drop_set_aside`) or put back if its start-up fails
+    (`restore_set_aside`): a bad recipe never costs the earlier run."""
+    present = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    if not present:
+        return None
+    aside = out / SET_ASIDE
+    shutil.rmtree(aside, ignore_errors=True)  # one left by a run that died between the two steps
+    aside.mkdir()
+    for path in present:
+        os.replace(path, aside / path.name)
+    return aside
+
+
+def restore_set_aside(aside: Path, out: Path) -> None:
+    for path in aside.iterdir():
+        target = out / path.name
+        if target.is_dir():
+            shutil.rmtree(target)  # what the failed start-up wrote (a pruned encoder, an index)
+        elif target.exists():
+            target.unlink()
+        os.replace(path, target)
+    aside.rmdir()
+
+
 def run_training(
     recipe: PretrainRecipe,
     prepare,
@@ -384,14 +422,21 @@ def run_training(
         raise DataError(f"the launcher started {_world()} processes but accelerate formed a group of {world}")
     accumulation = recipe.accumulation(world)
     main = accelerator.is_main_process
+    aside = None
     if main:
-        if overwrite:
-            shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
+        aside = set_aside_run(out) if overwrite else None
     accelerator.wait_for_everyone()
-    model, tokenizer, examples, total_steps, description = prepare(accelerator, out)
+    try:
+        model, tokenizer, examples, total_steps, description = prepare(accelerator, out)
+    except BaseException:
+        if aside is not None:
+            restore_set_aside(aside, out)
+        raise
     if main:  # only once start-up has worked: a failed start leaves an earlier run's recipe as it was
         _atomic_write(out / "recipe.json", json.dumps(_recipe_json(recipe), indent=1))
+        if aside is not None:
+            shutil.rmtree(aside)
     task_names = examples.task_names
     if main and not (out / "initial").exists():  # the starting point, for before / after comparisons
         model.save_pretrained(out / "initial")
