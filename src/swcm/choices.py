@@ -12,7 +12,6 @@ TASK_NAMES: tuple[str, ...] = get_args(Task)
 
 Split = Literal["all", "train", "test"]
 """Which part of a task file to read: every example, or one side of its stable hash split (tasks.in_test_split)."""
-SPLITS: tuple[str, ...] = get_args(Split)
 
 PretrainTask = Literal["dae", "mt"]
 """Pretraining objectives: denoising auto-encoding and zh <-> X translation."""

@@ -525,7 +525,8 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=one_cache(cache, past_key_values),
+            cache=cache,
+            past_key_values=past_key_values,  # SWCMModel takes the one given (one_cache)
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,

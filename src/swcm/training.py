@@ -373,8 +373,8 @@ def check_out_folder(out: Path, recipe, resume: bool, overwrite: bool) -> None:
 
 def set_aside_run(out: Path) -> Path | None:
     """--overwrite: move an earlier run's outputs (RUN_OUTPUTS, nothing else of the folder) into out/.swcm-overwritten,
-    to be deleted once the new run has started (`drop_set_aside`) or put back if its start-up fails
-    (`restore_set_aside`): a bad recipe never costs the earlier run."""
+    to be deleted once the new run has started or put back if its start-up fails (`restore_set_aside`): a bad recipe
+    never costs the earlier run."""
     present = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
     if not present:
         return None
