@@ -215,6 +215,7 @@ def run_variant(
     from swcm.diagnostics import decoder_start
     from swcm.evaluation import heldout_evaluator
     from swcm.recipe import FinetuneRecipe
+    from swcm.specs import HeldoutFile
     from swcm.training import finetune
 
     _, options, encoder_kind = VARIANTS[name]
@@ -264,7 +265,11 @@ def run_variant(
         log_every=args.eval_every,
     )
     shutil.rmtree(run / "train", ignore_errors=True)
-    finetune(recipe, evaluate=heldout_evaluator(held, args.max_length), overwrite=True)  # not reused: start again
+    held_files = [
+        HeldoutFile(task="translation", tgt_lang=k, src_field="zh", tgt_field=k, path=str(v), name=k, limit=None)
+        for k, v in held.items()
+    ]
+    finetune(recipe, evaluate=heldout_evaluator(held_files, args.max_length), overwrite=True)  # not reused: start again
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
     rows.insert(0, {"step": 0, "heldout": start["probe_loss"], "decoder_start": start})
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from swcm.adapt import adapt, word_units
@@ -110,3 +111,13 @@ def test_adapt_cli_with_overrides_and_bad_sources(tiny_xlmr, tmp_path, capsys):
     )
     assert main(["adapt", "--config", str(bad)]) == 2
     assert "adapt takes monolingual sources" in capsys.readouterr().err
+
+
+def test_heldout_lines_over_half_a_source_is_refused_before_training(tiny_xlmr, tmp_path):
+    from swcm.adapt import adapt
+    from swcm.errors import DataError
+
+    recipe = _recipe(tiny_xlmr, tmp_path, heldout_lines=41)  # the corpus has 80 lines
+    with pytest.raises(DataError, match=r"heldout_lines: 41 is more than half of source .*mono.jsonl \(80 usable"):
+        adapt(recipe)
+    assert not (tmp_path / "adapt").exists(), "a refused run leaves no folder behind"

@@ -1,6 +1,7 @@
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -155,10 +156,55 @@ def test_generate_checks_its_paths_and_model_before_generating(tiny_model, tmp_p
     assert main([*args[:-1], str(tmp_path / "absent.txt")]) == 2
     assert "absent.txt: no such file" in _one_line(capsys, "generate")
     assert main(["generate", "--model", str(tmp_path / "nomodel"), "--tgt_lang", "ug", "--input", str(source)]) == 2
+    assert "nomodel: no such model folder" in _one_line(capsys, "generate")
+    (tmp_path / "empty-folder").mkdir()
+    assert (
+        main(["generate", "--model", str(tmp_path / "empty-folder"), "--tgt_lang", "ug", "--input", str(source)]) == 2
+    )
     assert "not a model folder (no config.json)" in _one_line(capsys, "generate")
     source.write_bytes("中文\n".encode() + b"\xff\xfe broken\n")
     assert main(args) == 2
     assert f"{source}:2: not UTF-8" in _one_line(capsys, "generate")
+
+
+def test_what_is_not_a_usable_model_folder_is_one_line_at_once(tiny_model, tiny_xlmr, tmp_path, capsys, monkeypatch):
+    """A bare name that is no folder is not looked up on the hub (no retries); an encoder folder, a folder without
+    tokenizer files: each one line naming the folder, before anything loads."""
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "in.txt"
+    source.write_text("中文\n", encoding="utf-8")
+    started = time.time()
+    assert main(["generate", "--model", "nonexist", "--tgt_lang", "ug", "--input", str(source)]) == 2
+    assert _one_line(capsys, "generate").endswith("--model nonexist: no such model folder")
+    assert time.time() - started < 5
+    assert main(["generate", "--model", str(tiny_xlmr), "--tgt_lang", "ug", "--input", str(source)]) == 2
+    assert "not an XLM-SWCM model (model_type 'xlm-roberta'); `swcm build` makes one" in _one_line(capsys, "generate")
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    for name in ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt"):
+        (bare / name).unlink(missing_ok=True)
+    assert main(["generate", "--model", str(bare), "--tgt_lang", "ug", "--input", str(source)]) == 2
+    assert "bare: no tokenizer files (tokenizer.json / sentencepiece.bpe.model / vocab.txt)" in _one_line(
+        capsys, "generate"
+    )
+    assert main(["serve", "--model", str(tiny_model), "--port", "70000"]) == 2
+    assert _one_line(capsys, "serve").endswith("port: must be at most 65535, got 70000")
+
+
+def test_stdin_and_empty_inputs_are_one_line(tiny_model, tmp_path, capsys, monkeypatch):
+    import io
+
+    args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug"]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("你好\n".encode() + b"\xff\n")))
+    assert main(args) == 2
+    assert _one_line(capsys, "generate").endswith("<stdin>:2: not UTF-8 (invalid start byte at byte 0)")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert main(args) == 2
+    assert _one_line(capsys, "generate").endswith("<stdin>: no input lines")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main([*args, "--input", str(empty)]) == 2
+    assert _one_line(capsys, "generate").endswith(f"{empty}: no input lines")
 
 
 def test_a_damaged_weights_file_is_one_line(tiny_model, tmp_path, capsys):
@@ -253,3 +299,30 @@ def test_every_command_names_a_runner_that_takes_its_arguments():
         assert first.annotation in (args_class, args_class.__name__), f"{name}: {target} takes {args_class.__name__}"
         if name in RECIPES:
             assert {"resume", "overwrite"} <= set(parameters), f"{name}: {target} takes --resume / --overwrite"
+
+
+def test_a_model_folder_is_written_only_where_nothing_else_would_be_lost(tiny_xlmr, tmp_path, capsys):
+    """build (as vocab prune / extend and convert-release): a used folder is refused; --overwrite replaces a model
+    swcm wrote there, but never a user's file, and a failed command puts the earlier model back."""
+    out = tmp_path / "m"
+    args = ["build", "--encoder", str(tiny_xlmr), "--out", str(out)]
+    assert main(args) == 0
+    first = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "the folder is not empty (README.md, build.json, config.json" in _one_line(capsys, "build")
+    assert main([*args, "--overwrite", "true", "--decoder_init", "random"]) == 0
+    assert (out / "model.safetensors").read_bytes() != first
+    capsys.readouterr()
+    (out / "notes.txt").write_text("mine")
+    assert main([*args, "--overwrite", "true"]) == 2
+    assert _one_line(capsys, "build").endswith("replaces only a model's own files, and these are not: notes.txt")
+    (out / "notes.txt").unlink()
+    before = (out / "model.safetensors").read_bytes()
+    assert main([*args[:2], str(tmp_path / "missing-encoder"), *args[3:], "--overwrite", "true"]) == 2
+    assert (out / "model.safetensors").read_bytes() == before and not (out / ".swcm-overwritten").exists()
+    capsys.readouterr()
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    assert main(["build", "--encoder", str(tiny_xlmr), "--out", str(file)]) == 2
+    assert _one_line(capsys, "build").endswith(f"--out {file}: is a file, expected a folder")

@@ -130,6 +130,42 @@ def test_a_split_file_gives_disjoint_stable_sides_by_input(tmp_path):
         TaskSpec(**{**spec, "test_share": 0.0}, split="test")
 
 
+def test_a_pretraining_source_splits_as_the_task_file_does(tmp_path):
+    """A source with split train indexes exactly the lines whose first field the task file's train side holds (dae:
+    the text, as a summarization or MRC file keys its document or passage): pretraining never reads a test input."""
+    from swcm.data import LocalSource
+    from swcm.specs import SourceSpec
+
+    rows = [{"zh": f"字符串 {i % 150}", "ug": f"ئۇيغۇر {i}", "text": f"ئۇيغۇر {i % 90}"} for i in range(400)]
+    path = write_jsonl(tmp_path / "mt.jsonl", rows)
+    spec = dict(task="translation", tgt_lang="ug", src_field="zh", tgt_field="ug", test_share=0.2)
+    test_inputs = {e.source for e in read_task_file(path, TaskSpec(**spec, split="test")).examples}
+    for side, expected in (("train", 400 - sum(r["zh"] in test_inputs for r in rows)), ("all", 400)):
+        source = LocalSource(
+            SourceSpec(path=str(path), task="mt", langs=["zh", "ug"], split=side, test_share=0.2), False, tmp_path
+        )
+        seen = [source.read(0, line)[0][0] for line in range(source.rows)]
+        assert len(seen) == expected and (side == "all" or test_inputs.isdisjoint(seen))
+    summaries = dict(task="summarization", tgt_lang="ug", text_field="text", summary_field="ug", test_share=0.3)
+    held = {e.source for e in read_task_file(path, TaskSpec(**summaries, split="test")).examples}
+    dae = LocalSource(SourceSpec(path=str(path), task="dae", lang="ug", split="train", test_share=0.3), False, None)
+    assert held.isdisjoint(dae.read(0, line)[0][0] for line in range(dae.rows)) and dae.rows < 400
+    with pytest.raises(DataError, match="no usable lines on the test side"):
+        LocalSource(SourceSpec(path=str(path), task="dae", lang="ug", split="test", test_share=1e-12), False, None)
+
+
+def test_text_skip_lines_drops_a_heading_that_gives_the_title_away(tmp_path):
+    rows = [{"title": f"ماۋزۇ {i}", "text": f"# ماۋزۇ {i}\n\nتېكىست {i} بۇ يەردە."} for i in range(5)]
+    path = write_jsonl(tmp_path / "essays.jsonl", rows)
+    spec = dict(task="summarization", tgt_lang="ug", text_field="text", summary_field="title")
+    plain = read_task_file(path, TaskSpec(**spec))
+    assert plain.gives_away == 5 and plain.examples[0].source.startswith("# ماۋزۇ 0")
+    skipped = read_task_file(path, TaskSpec(**spec, text_skip_lines=1))
+    assert skipped.gives_away == 0 and [e.source for e in skipped.examples][:1] == ["تېكىست 0 بۇ يەردە."]
+    with pytest.raises(DataError, match="nothing left of 'text' after text_skip_lines"):
+        read_task_file(path, TaskSpec(**spec, text_skip_lines=2))
+
+
 def test_the_split_of_a_real_file_keeps_every_test_input_out_of_training():
     """The real UI strings and KazQAD as the real-text benchmark splits them: no test input (MRC: context) on the
     training side, and the test side about test_share of the distinct inputs."""

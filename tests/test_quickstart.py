@@ -118,3 +118,15 @@ def test_a_stopped_quickstart_does_not_suggest_resume(tmp_path, monkeypatch):
         quickstart.run_quickstart(quickstart.QuickstartArgs(out=tmp_path / "qs", langs=["ug"]))
     assert stop.value.exit_code == 130 and "--resume" not in str(stop.value)
     assert str(stop.value).endswith("swcm quickstart starts again from the beginning when run again")
+
+
+def test_the_encoder_folder_is_never_cleared_of_files_swcm_did_not_write(tmp_path):
+    from swcm.errors import DataError
+    from swcm.quickstart import prepare_encoder
+
+    out = tmp_path / "encoder"
+    out.mkdir()
+    (out / "thesis.txt").write_text("mine")
+    with pytest.raises(DataError, match="holds files swcm did not write \\(no swcm-inputs.txt\\)"):
+        prepare_encoder("packaged:multilingual-e5-small", {}, [], out, layers=2)
+    assert (out / "thesis.txt").read_text() == "mine"

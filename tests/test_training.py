@@ -249,6 +249,19 @@ def test_finetune_translation_summarization_and_mrc(tiny_xlmr, tmp_path):
             {"path": str(qa), "task": "mrc", "tgt_lang": "zh", "answer_field": "answers"},
             {"path": str(qa), "task": "mrc", "tgt_lang": "zh", "answer_field": "answers", "limit": 0},
         ],
+        "heldout": [
+            {
+                "name": "mt_ug",
+                "path": str(mt),
+                "task": "translation",
+                "tgt_lang": "ug",
+                "src_field": "zh",
+                "tgt_field": "ug",
+                "limit": 4,
+            },
+            {"name": "qa", "path": str(qa), "task": "mrc", "tgt_lang": "zh", "answer_field": "answers"},
+        ],  # fmt: skip
+        "heldout_every": 6,
         "epochs": 2,
         "global_batch": 4,
         "micro_batch": 4,
@@ -280,14 +293,35 @@ def test_finetune_translation_summarization_and_mrc(tiny_xlmr, tmp_path):
         "loss_mrc",
     }
     assert (out / "final" / "model.safetensors").is_file() and (out / "loss.png").is_file()
+    # the learning curve: held-out losses every heldout_every steps and at the last one, in the log rows
+    measured = {r["step"]: r for r in rows if "heldout_qa" in r}
+    assert sorted(measured) == [6, 12, 16]
+    assert all(r["heldout_mt_ug"] > 0 and r["heldout_qa"] > 0 and r["heldout"] > 0 for r in measured.values())
+    assert measured[16]["heldout_qa"] < measured[6]["heldout_qa"]  # it learns the one answer
+
+
+def test_heldout_settings_are_checked():
+    from swcm.errors import RecipeError
+    from swcm.recipe import FinetuneRecipe
+
+    base = {"model": "m", "train": [{"path": "a.jsonl", "task": "mrc", "tgt_lang": "kk"}], "max_steps": 4}
+    held = {"path": "a.jsonl", "task": "mrc", "tgt_lang": "kk", "split": "test"}
+    with pytest.raises(RecipeError, match="heldout_every: must be a multiple of log_every 5, got 12"):
+        FinetuneRecipe(**base, heldout=[{**held, "name": "a"}], heldout_every=12, log_every=5)
+    with pytest.raises(RecipeError, match=r"heldout: each name at most once, got \['a', 'a'\]"):
+        FinetuneRecipe(**base, heldout=[{**held, "name": "a"}, {**held, "name": "a"}])
+    with pytest.raises(RecipeError, match="name 'a b' must be letters"):
+        FinetuneRecipe(**base, heldout=[{**held, "name": "a b"}])
+    with pytest.raises(RecipeError, match=r"heldout\[0\]: needs name"):
+        FinetuneRecipe(**base, heldout=[held])
 
 
 def test_the_finetuning_recipes_load():
     from pathlib import Path
 
     folder = Path(__file__).resolve().parents[1] / "recipes"
-    mt = load_recipe(folder / "finetune-mt-cpu.yaml", command="finetune")
-    assert [f.tgt_lang for f in mt.train] == ["ug", "kk", "mn", "bo"] and all(f.both_directions for f in mt.train)
+    mt = load_recipe(folder / "real-translation-cpu.yaml", command="finetune")
+    assert [f.tgt_lang for f in mt.train] == ["ug", "kk", "mn", "bo"] and not any(f.both_directions for f in mt.train)
     transfer = load_recipe(folder / "crosslingual-transfer.yaml", command="finetune")
     assert [f.limit for f in transfer.train] == [None, 100, 100, 100, 100]
     zero_shot = load_recipe(folder / "crosslingual-transfer.yaml", command="finetune")
@@ -462,3 +496,72 @@ def test_a_stop_signal_checkpoints_the_finished_step_and_resume_follows_the_curv
     assert f"at step {step}" in result.stdout
     for a, b in zip(losses(uninterrupted), losses(out), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6), (a, b)
+
+
+def test_a_run_holds_its_folder_and_a_stale_lock_is_taken_over(recipe_file, tmp_path):
+    """A second run into a folder a live run holds is refused in one line; the lock of a process that is gone is
+    taken over with a warning, and released when the run ends."""
+    import socket
+
+    from swcm.folders import LOCK
+
+    out = tmp_path / "held"
+    out.mkdir()
+    (out / LOCK).write_text(f"{os.getpid()} {socket.gethostname()}\n")  # this test's process: alive
+    busy = run(recipe_file, out, "--max_steps", "2")
+    holder = f"process {os.getpid()} on {socket.gethostname()}"
+    assert busy.returncode == 2
+    assert (
+        busy.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"swcm pretrain: error: {out} is in use by another swcm run ({holder})")
+    )
+    assert sorted(p.name for p in out.iterdir()) == [LOCK], "nothing written"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / LOCK).write_text(f"{dead.pid} {socket.gethostname()}\n")
+    taken = run(recipe_file, out, "--max_steps", "2")
+    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert f"taking over the lock of run {dead.pid}, which is no longer running" in taken.stderr
+    assert not (out / LOCK).exists() and (out / "final").is_dir()
+
+
+@pytest.mark.parametrize(
+    "length, message",
+    [
+        ("2", "max_length: must be at least 8 (the special tokens, the language tag and some text), got 2"),
+        ("1000", "max_length: 1000 is over the model's 64 positions"),
+    ],
+)
+def test_max_length_outside_what_works_is_refused_at_start_up(recipe_file, tmp_path, length, message):
+    result = run(recipe_file, tmp_path / "out", "--max_length", length)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"swcm pretrain: error: {message}"
+    assert not (tmp_path / "out").exists() or not (tmp_path / "out" / "log.jsonl").exists()
+
+
+def test_finetune_skips_and_counts_malformed_lines_when_asked(tiny_xlmr, tmp_path):
+    lines = [json.dumps({"zh": f"中文 {i}", "ug": f"ئۇيغۇر {i}"}, ensure_ascii=False) for i in range(8)]
+    lines[2], lines[5] = "{not json", json.dumps({"zh": "中文"})
+    path = tmp_path / "mt.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = {
+        "model": str(tiny_xlmr),
+        "train": [{"path": str(path), "task": "translation", "tgt_lang": "ug", "src_field": "zh", "tgt_field": "ug"}],
+        "max_steps": 1,
+        "global_batch": 2,
+        "micro_batch": 2,
+        "max_length": 16,
+        "mixed_precision": "fp32",
+        "num_workers": 0,
+    }
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    command = [sys.executable, "-m", "swcm.cli", "finetune", "--config", str(config)]
+    strict = subprocess.run([*command, "--out", str(tmp_path / "a")], capture_output=True, text=True, env=ENV)
+    assert strict.returncode == 2 and f"{path}:3: " in strict.stderr.strip().splitlines()[-1]
+    lenient = subprocess.run(
+        [*command, "--out", str(tmp_path / "b"), "--skip_bad_lines", "true"], capture_output=True, text=True, env=ENV
+    )
+    assert lenient.returncode == 0, lenient.stderr[-3000:]
+    assert f"{path}: 2 malformed lines skipped (first: {path}:3: " in lenient.stdout
+    assert f"{path}: 6 translation" in lenient.stdout

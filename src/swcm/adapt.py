@@ -188,6 +188,11 @@ def adapt(recipe: AdaptRecipe, resume: bool = False, stop_after: int | None = No
         sources = [open_source(spec, recipe.skip_bad_lines, out_dir / "index") for spec in recipe.sources]
         heldout: dict[str, list[str]] = {}
         for source in sources:
+            if recipe.heldout_lines > source.rows // 2:
+                raise DataError(
+                    f"heldout_lines: {recipe.heldout_lines} is more than half of source {source.spec.path} "
+                    f"({source.rows} usable lines); hold out at most {source.rows // 2}, or 0"
+                )
             lines = source.hold_out(recipe.heldout_lines) if recipe.heldout_lines else []
             heldout.setdefault(source.spec.lang, []).extend(" ".join(v) for v in lines)
         encoder = _prepare_vocabulary(recipe, [s.spec for s in sources], out_dir, accelerator)

@@ -160,14 +160,37 @@ class CheckedPart:
         pass
 
 
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt")
+"""A model folder needs one of these to be read (tokenizer_config.json alone does not make a tokenizer)."""
+
+
 def check_model_dir(model: Path, flag: str = "--model"):
-    """The model's config (an XLM-SWCM one); a local folder must hold config.json, anything that is not a local
-    path is left to the hub."""
+    """The model's config (an XLM-SWCM one). A local folder must exist and hold an XLM-SWCM config.json and its
+    tokenizer files; only an `owner/name` that is no local path is left to the hub (a bare name is not looked up
+    there: a mistyped folder fails at once instead of after the hub's retries)."""
+    import json
+    import os
+
     from .configuration_swcm import SWCMConfig
 
-    looks_local = model.exists() or model.is_absolute() or str(model).startswith((".", "~")) or len(model.parts) > 2
-    if looks_local and not (model / "config.json").is_file():
+    text = str(model)
+    looks_local = os.path.exists(model) or model.is_absolute() or text.startswith((".", "~")) or len(model.parts) != 2
+    if not looks_local:
+        return SWCMConfig.from_pretrained(model)
+    if not os.path.isdir(model):
+        raise CheckpointError(f"{flag} {model}: no such model folder")
+    if not (model / "config.json").is_file():
         raise CheckpointError(f"{flag} {model}: not a model folder (no config.json)")
+    try:
+        kind = json.loads((model / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise CheckpointError(f"{flag} {model}: config.json is not a JSON object") from None
+    if kind != SWCMConfig.model_type:
+        raise CheckpointError(
+            f"{flag} {model}: not an XLM-SWCM model (model_type {kind!r}); `swcm build` makes one from an encoder"
+        )
+    if not any((model / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{flag} {model}: no tokenizer files ({' / '.join(TOKENIZER_FILES)})")
     return SWCMConfig.from_pretrained(model)
 
 

@@ -11,7 +11,7 @@ Task = Literal["translation", "summarization", "mrc"]
 TASK_NAMES: tuple[str, ...] = get_args(Task)
 
 Split = Literal["all", "train", "test"]
-"""Which part of a task file to read: every example, or one side of its stable hash split (tasks.in_test_split)."""
+"""Which part of a task file to read: every example, or one side of its stable hash split (specs.in_test_split)."""
 
 PretrainTask = Literal["dae", "mt"]
 """Pretraining objectives: denoising auto-encoding and zh <-> X translation."""

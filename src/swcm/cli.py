@@ -18,13 +18,21 @@ from pathlib import Path
 
 from .checks import CheckedPart, check_fields, own_fields
 from .choices import Precision, Quantize, Split, Task
-from .errors import SWCMError
+from .errors import RecipeError, SWCMError
 from .quickstart import QuickstartArgs
 from .recipe import RECIPES, BuildArgs
 
 
 @dataclass(kw_only=True)
-class BuildCommand(BuildArgs):
+class ModelOut:
+    """A command that writes a model folder into `out`."""
+
+    overwrite: bool = False
+    """Replace a model swcm wrote in out (its files only; anything else there stops the command)."""
+
+
+@dataclass(kw_only=True)
+class BuildCommand(BuildArgs, ModelOut):
     """Arguments of `swcm build`."""
 
     encoder: str
@@ -34,7 +42,7 @@ class BuildCommand(BuildArgs):
 
 
 @dataclass(kw_only=True)
-class PruneArgs:
+class PruneArgs(ModelOut):
     """Arguments of `swcm vocab prune`."""
 
     model: Path
@@ -53,7 +61,7 @@ class PruneArgs:
 
 
 @dataclass(kw_only=True)
-class ExtendArgs:
+class ExtendArgs(ModelOut):
     """Arguments of `swcm vocab extend`."""
 
     model: Path
@@ -76,7 +84,7 @@ class ExtendArgs:
 
 
 @dataclass(kw_only=True)
-class ConvertReleaseArgs:
+class ConvertReleaseArgs(ModelOut):
     """Arguments of `swcm convert-release`."""
 
     checkpoint: Path
@@ -166,6 +174,8 @@ class EvaluateArgs(DecodingArgs, InferenceArgs):
     """summarization: document field (dotted reaches into objects)."""
     summary_field: str = "{lang}.headline"
     """summarization: reference field."""
+    text_skip_lines: int = 0
+    """summarization: leading non-empty lines of the document left out (1: a heading that repeats the title)."""
     question_field: str = "question"
     """mrc: question field."""
     context_field: str = "context"
@@ -184,6 +194,8 @@ class EvaluateArgs(DecodingArgs, InferenceArgs):
     """all, or the train / test side of the file's stable hash split (as a fine-tuning file with the same split)."""
     test_share: float = 0.1
     """With split: the share of inputs on the test side."""
+    split_field: str | None = None
+    """With split: the field it hashes (default: the input; MRC: the context), as in the fine-tuning file."""
 
     def __post_init__(self):
         check_fields(
@@ -205,7 +217,7 @@ class ServeArgs(InferenceArgs):
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for every interface)."""
     port: int = 8000
-    """Port."""
+    """Port (0-65535)."""
     max_queue: int = 8
     """Requests admitted at once (running + waiting); more get 503 at once."""
     max_chars: int = 5000
@@ -220,6 +232,8 @@ class ServeArgs(InferenceArgs):
     def __post_init__(self):
         positive = ("max_queue", "max_chars", "max_new_tokens", "max_beams", "max_source_tokens")
         check_fields(self, only=own_fields(ServeArgs), positive=positive)
+        if self.port > 65535:
+            raise RecipeError(f"port: must be at most 65535, got {self.port}")
         super().__post_init__()
 
 
@@ -303,8 +317,9 @@ def build_parser():
     return parser
 
 
-def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags]:
-    """(command name, its arguments as their dataclass, the training flags) from the command line."""
+def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags | None]:
+    """(command name, its arguments as their dataclass, the training flags of a training command) from the command
+    line."""
     from jsonargparse import ArgumentParser
 
     parser: ArgumentParser = build_parser()
@@ -313,7 +328,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, object, RunFlags]:
     if name == "vocab":
         name, config = f"vocab {config.command}", config[config.command]
     values = _values(config)
-    flags = RunFlags(**{k: values.pop(k) for k in ("resume", "overwrite") if k in values})
+    flags = RunFlags(**{k: values.pop(k) for k in ("resume", "overwrite") if k in values}) if name in RECIPES else None
+
     return name, _entry(name)[1](**values), flags
 
 
@@ -343,12 +359,21 @@ def _values(config) -> dict:
     return {k: v for k, v in config.as_dict().items() if k not in ("config", "__path__")}
 
 
-def run_command(name: str, args, flags: RunFlags) -> int:
+def run_command(name: str, args, flags: RunFlags | None) -> int:
     """Runs one parsed command with the function COMMANDS names for it (imported only now: the heavy imports are
     the command's own); prints what it returns, a training summary as JSON."""
     module, function = _entry(name)[2].split(":")
     runner = getattr(importlib.import_module(f"{__package__}.{module}"), function)
-    result = runner(args, resume=flags.resume, overwrite=flags.overwrite) if name in RECIPES else runner(args)
+    if isinstance(args, ModelOut):  # a used folder refused before any model work; --overwrite only over a model
+        from .folders import check_model_out, replacing_model
+
+        check_model_out(Path(args.out), args.overwrite)
+        with replacing_model(Path(args.out), args.overwrite):
+            result = runner(args)
+    elif name in RECIPES:
+        result = runner(args, resume=flags.resume, overwrite=flags.overwrite)
+    else:
+        result = runner(args)
     if result is not None:
         print(json.dumps(result, indent=1) if isinstance(result, dict) else result)
     return 0

@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .choices import PRETRAIN_TASKS
 from .errors import DataError
 from .noising import NoiseConfig, noise_document, split_sentences
-from .specs import SourceSpec
+from .specs import SourceSpec, in_test_split
 
 # ------------------------------------------------------------------------------------------------ local files
 
@@ -95,15 +95,33 @@ class LineIndex:
         return int(self.lengths.sum())
 
 
-def _index_cache_path(path: Path, fields: Sequence[str], cache_dir: Path) -> Path:
+Side = tuple[str, float, "str | None"]
+"""Which lines of a source to read: (split, test_share, split_field) of SourceSpec."""
+ALL_LINES: Side = ("all", 0.0, None)
+
+
+def _index_cache_path(path: Path, fields: Sequence[str], side: Side, cache_dir: Path) -> Path:
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(fields)}|v1"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(fields)}|{side!r}|v1"
     return cache_dir / f"{path.name}.{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
-def build_line_index(path: Path, fields: Sequence[str], skip_bad: bool, cache_dir: Path | None = None) -> LineIndex:
-    """Read the file once: every line is parsed (bad ones raise with file:line, or are counted and skipped)."""
-    cached = _index_cache_path(path, fields, cache_dir) if cache_dir else None
+def on_side(key: str, side: Side) -> bool:
+    """Whether a row whose split field holds `key` belongs to `side` (SourceSpec.split)."""
+    split, share, _ = side
+    return split == "all" or in_test_split(key, share) == (split == "test")
+
+
+def build_line_index(
+    path: Path,
+    fields: Sequence[str],
+    skip_bad: bool,
+    cache_dir: Path | None = None,
+    side: Side = ALL_LINES,
+) -> LineIndex:
+    """Read the file once: every line is parsed (bad ones raise with file:line, or are counted and skipped); only the
+    lines on `side` (split, test_share) are indexed."""
+    cached = _index_cache_path(path, fields, side, cache_dir) if cache_dir else None
     if cached and cached.is_file():
         data = np.load(cached)
         index = LineIndex(path, data["offsets"], data["lengths"], data["line_numbers"], int(data["skipped"]))
@@ -120,9 +138,11 @@ def build_line_index(path: Path, fields: Sequence[str], skip_bad: bool, cache_di
                     values = parse_row(path, line_no, raw, fields)
                     if not all(v.strip() for v in values):
                         raise DataError(f"{path}:{line_no}: empty text in field(s) {list(fields)}")
-                    offsets.append(offset)
-                    lengths.append(len(raw))
-                    numbers.append(line_no)
+                    key = parse_row(path, line_no, raw, [side[2]])[0] if side[2] else values[0]
+                    if on_side(key, side):
+                        offsets.append(offset)
+                        lengths.append(len(raw))
+                        numbers.append(line_no)
             except DataError as err:
                 if not skip_bad:
                     raise
@@ -130,7 +150,8 @@ def build_line_index(path: Path, fields: Sequence[str], skip_bad: bool, cache_di
                 first_error = first_error or str(err)
             offset += len(raw)
     if not offsets:
-        raise DataError(f"{path}: no usable lines" + (f" (first problem: {first_error})" if first_error else ""))
+        where = f" on the {side[0]} side of its split (test_share {side[1]})" if side[0] != "all" else ""
+        raise DataError(f"{path}: no usable lines{where}" + (f" (first problem: {first_error})" if first_error else ""))
     index = LineIndex(
         path, np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(numbers, np.int64), skipped
     )
@@ -150,7 +171,8 @@ class LocalSource:
         paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec.path)))
         if not paths:
             raise DataError(f"source {spec.path}: no such file")
-        self.indexes = [build_line_index(p, spec.fields, skip_bad, cache_dir) for p in paths]
+        side = (spec.split, spec.test_share, spec.split_field)
+        self.indexes = [build_line_index(p, spec.fields, skip_bad, cache_dir, side) for p in paths]
         self.skipped = sum(i.skipped for i in self.indexes)
         self._reindex()
         self._handles: dict[int, object] = {}
@@ -227,10 +249,15 @@ class HubSource:
             self.dataset = datasets.load_dataset("parquet", data_files=files, split="train")
         else:
             name, _, config = spec.path[len("hf:") :].partition(":")
-            self.dataset = datasets.load_dataset(name, config or None, split=spec.split)
+            self.dataset = datasets.load_dataset(name, config or None, split=spec.hub_split)
         missing = [f for f in spec.fields if f not in self.dataset.column_names]
         if missing:
             raise DataError(f"source {spec.path}: fields {missing} not in columns {self.dataset.column_names}")
+        if spec.split != "all":
+            side, key = (spec.split, spec.test_share, spec.split_field), spec.split_field or spec.fields[0]
+            self.dataset = self.dataset.filter(lambda row: on_side(str(row[key]), side))
+            if not len(self.dataset):
+                raise DataError(f"source {spec.path}: no rows on the {spec.split} side of its split")
         self.skipped = 0
 
     def hold_out(self, count: int) -> list[list[str]]:

@@ -16,7 +16,7 @@ from .errors import DataError, RecipeError
 from .generation import generate_texts, prepare_for_inference
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
 from .model_card import add_evaluation
-from .specs import TaskSpec
+from .specs import HeldoutFile, TaskSpec
 from .tasks import mrc_sources, read_task_file
 
 if TYPE_CHECKING:
@@ -57,9 +57,14 @@ def evaluate_file(
         "rougeL_corpus_f": rouge["corpus"].f,
         "chrf++": chrf_pp(outputs, references),
         "off_target": off_target_rate(outputs, spec.tgt_lang),
+        "empty": 100.0 * sum(not o.strip() for o in outputs) / len(outputs),
+        # one output for every input is a failure that a mean score hides
+        "distinct": 100.0 * len(set(outputs)) / len(set(sources)),
         "truncated_inputs": truncated,
         "skipped_empty": data.skipped_empty,
     }
+    if spec.task == "summarization":
+        row["inputs_with_reference"] = data.gives_away
     if spec.task == "translation":
         row["bleu"], row["bleu_signature"] = bleu(outputs, references, spec.tgt_lang)
     if spec.task == "mrc":
@@ -86,6 +91,8 @@ def report_markdown(rows: list[dict]) -> str:
         ("exact_match", "EM", "{:.1f}"),
         ("f1", "F1", "{:.1f}"),
         ("off_target", "off-target %", "{:.1f}"),
+        ("empty", "empty %", "{:.1f}"),
+        ("distinct", "distinct %", "{:.0f}"),
         ("truncated_inputs", "truncated", "{}"),
     ]
     lines = ["| " + " | ".join(title for _, title, _ in columns) + " |", "|" + "---|" * len(columns)]
@@ -114,24 +121,30 @@ def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: 
     return out / "report.md"
 
 
-def heldout_evaluator(files: dict[str, str | Path], max_length: int = 256, every: int = 1):
-    """A `run_training` hook: every `every` steps, the teacher-forced held-out loss per target token of each
-    language's translation file ({lang: path} with fields zh and lang), `heldout_<lang>`, and over all, `heldout`."""
+def heldout_evaluator(files: list[HeldoutFile], max_length: int = 256, every: int = 1):
+    """A `run_training` hook: every `every` steps and at the last, the teacher-forced loss per target token of each
+    held-out file, `heldout_<name>`, and over all their tokens, `heldout`."""
 
-    def evaluate(model, tokenizer, step: int) -> dict:
-        if step % every:
+    def evaluate(model, tokenizer, step: int, total_steps: int) -> dict:
+        if step % every and step != total_steps:
             return {}
         row, total, count = {}, 0.0, 0
-        for lang, path in files.items():
-            spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang)
-            loss, tokens = heldout_loss(model, tokenizer, path, spec, max_length=max_length)
-            row[f"heldout_{lang}"] = loss
+        for held in files:
+            loss, tokens = heldout_loss(model, tokenizer, held.path, held.spec(), held.limit, max_length)
+            row[f"heldout_{held.name}"] = loss
             total += loss * tokens
             count += tokens
         row["heldout"] = total / count
         return row
 
     return evaluate
+
+
+def recipe_heldout_evaluator(recipe):
+    """The hook a recipe's `heldout` files ask for (None without them)."""
+    if not recipe.heldout:
+        return None
+    return heldout_evaluator(recipe.heldout, recipe.max_length, recipe.heldout_every)
 
 
 def heldout_loss(
@@ -188,8 +201,15 @@ def evaluate_command(args: EvaluateArgs) -> str:
         fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
         if not Path(fill["data"]).is_file():
             raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
-        fields = {name: fill[name] for name in own_fields(TaskSpec) if name.endswith("_field")}
-        spec = TaskSpec(task=args.task, tgt_lang=lang, **fields, split=args.split, test_share=args.test_share)
+        fields = {name: fill[name] for name in own_fields(TaskSpec) if name.endswith("_field") and name in fill}
+        spec = TaskSpec(
+            task=args.task,
+            tgt_lang=lang,
+            **fields,
+            text_skip_lines=args.text_skip_lines,
+            split=args.split,
+            test_share=args.test_share,
+        )
         jobs.append((lang, fill["data"], spec))
     if args.out.exists() and not args.out.is_dir():
         raise RecipeError(f"--out {args.out}: is a file, expected a folder")

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from .checks import check_model_dir, check_output_path
 from .choices import QUANTIZE_MODES, Quantize
-from .data import text_lines
+from .data import decode_line, text_lines
 from .encoders import first_decoder_position_id, load_model_folder
 from .errors import DataError, RecipeError
 from .languages import script_of, scripts_of_language
@@ -270,8 +270,13 @@ def generate_file(args: GenerateArgs) -> None:
         raise DataError(f"--input {args.input}: no such file")
     config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
     name = "<stdin>" if args.input == "-" else args.input
-    source = sys.stdin if args.input == "-" else (line for _, line in text_lines(args.input))
-    lines = [line.rstrip("\n") for line in source]
+    if args.input == "-":  # bytes, so that a line that is not UTF-8 is named as a file's is
+        source = (decode_line(Path(name), n, raw) for n, raw in enumerate(sys.stdin.buffer, 1))
+    else:
+        source = (line for _, line in text_lines(args.input))
+    lines = [line.rstrip("\r\n") for line in source]
+    if not lines:
+        raise DataError(f"{name}: no input lines")
     empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
     if empty and not args.skip_empty:
         raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .checks import check_fields
 from .choices import DEFAULT_ENCODER, PRETRAIN_TASKS, DecoderInit, Precision
-from .errors import RecipeError
+from .errors import DataError, RecipeError
 from .languages import LANGUAGE_NAMES, MINORITY_LANGS
 
 
@@ -87,17 +87,24 @@ EXTEND_PIECES = 400
 """Pieces trained for such a language (sentencepiece unigram on its training names)."""
 
 
-def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list[Path], out: Path, layers: int) -> Path:
-    """The encoder cut to its first `layers` layers, pruned to the pairs, and extended with pieces for any target
-    language it cannot spell (Tibetan: XLM-R's vocabulary has no Tibetan pieces, so every syllable is `<unk>`).
-    Reused while its inputs (encoder name, layers, the files' text) are unchanged."""
+def prepare_encoder(
+    encoder: str,
+    files: dict[str, dict[str, Path]],
+    extra: list[Path],
+    out: Path,
+    layers: int,
+    pieces: int = EXTEND_PIECES,
+) -> Path:
+    """The encoder cut to its first `layers` layers, pruned to the pairs, and extended with up to `pieces` pieces
+    for any target language it cannot spell (Tibetan: XLM-R's vocabulary has no Tibetan pieces, so every syllable is
+    `<unk>`). Reused while its inputs (encoder name, layers, pieces, the files' text) are unchanged."""
     from transformers import AutoConfig, AutoTokenizer
 
     from .encoders import keep_encoder_layers, load_encoder_config, resolve_encoder
     from .vocab import extend_vocab, prune_vocab, read_corpus, vocab_stats
 
     corpus = [path for split in files.values() for path in split.values()] + extra
-    digest = hashlib.sha256(f"{encoder}|{layers}|{EXTEND_UNK_RATE}|{EXTEND_PIECES}|card".encode())
+    digest = hashlib.sha256(f"{encoder}|{layers}|{EXTEND_UNK_RATE}|{pieces}|card".encode())
     for path in corpus:
         digest.update(path.read_bytes())
     key = digest.hexdigest()[:16]
@@ -105,7 +112,10 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
     if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == key and (out / "config.json").is_file():
         print(f"      reusing {out} (same encoder and corpus)", flush=True)
         return out
-    shutil.rmtree(out, ignore_errors=True)
+    if out.is_dir() and any(out.iterdir()):
+        if not stamp.is_file():  # never delete a folder swcm did not make
+            raise DataError(f"{out}: holds files swcm did not write (no {stamp.name}); move them or choose another out")
+        shutil.rmtree(out)  # an encoder prepared here from other inputs
     source = resolve_encoder(encoder)
     extensions = {}
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".encoder-") as work:
@@ -118,7 +128,7 @@ def prepare_encoder(encoder: str, files: dict[str, dict[str, Path]], extra: list
             texts = list(read_corpus([split["train"]], [lang]))
             if vocab_stats(tokenizer, texts).unk_rate > EXTEND_UNK_RATE:
                 extended = Path(work, f"extend-{lang}")
-                report = extend_vocab(current, [split["train"]], lang, EXTEND_PIECES, extended, fields=[lang])
+                report = extend_vocab(current, [split["train"]], lang, pieces, extended, fields=[lang])
                 print(
                     f"      {lang}: <unk> {report['unk_rate_before']:.1%} -> {report['unk_rate_after']:.1%} of "
                     f"held-out tokens after adding {report['pieces_added']} pieces",
@@ -257,13 +267,20 @@ def run_quickstart(args: QuickstartArgs, recipe_changes: dict | None = None) -> 
 
     print(f"[3/5] building XLM-SWCM (decoder_init={args.decoder_init}) and training", flush=True)
     recipe = quickstart_recipe(args, encoder, files, args.precision, recipe_changes)
-    shutil.rmtree(recipe.out, ignore_errors=True)  # a fresh run: never resume or mix with an older one
     from .evaluation import heldout_evaluator
+    from .specs import HeldoutFile
 
     # held-out loss curves (teacher-forced, every held-out pair) while training: how fast each build learns
     every = max(1, args.steps // 6)
+    held = [
+        HeldoutFile(
+            task="translation", tgt_lang=k, src_field="zh", tgt_field=k, path=str(v["test"]), name=k, limit=None
+        )
+        for k, v in files.items()
+    ]
     try:
-        summary = pretrain(recipe, evaluate=heldout_evaluator({k: v["test"] for k, v in files.items()}, 64, every))
+        # a fresh run, never resumed or mixed with an older one; overwrite replaces only a run's own files
+        summary = pretrain(recipe, evaluate=heldout_evaluator(held, 64, every), overwrite=True)
     except TrainingInterrupted as stop:  # the quickstart has no --resume: it starts every run afresh
         raise TrainingInterrupted(
             stop.signum, stop.step, stop.checkpoint, "swcm quickstart starts again from the beginning when run again"

@@ -5,12 +5,13 @@ Each part is a dataclass whose fields carry one-line docstrings (the CLI's help)
 - `TrainArgs`: optimisation, schedule, precision, checkpoints (one loop for every recipe);
 - `PartRates`: the learning rates of the pretrained encoder and of the decoder's gates;
 - `PretrainData`, `FinetuneData`, `AdaptData`: what each recipe reads (`DataArgs`: what they share), from the
-  sources and files of `specs`.
+  sources and files of `specs`;
+- `HeldoutArgs`: the task files whose held-out loss a pretraining or fine-tuning run logs as it goes.
 
-A recipe is the parts its command uses, and nothing else: pretrain = pretraining data + build + train + rates,
-finetune = fine-tuning data + build + train + rates, adapt = adapt data + train. Their fields are flat in YAML and
-on the command line (`--lr 3e-4`, `--noise.mask_ratio 0.3`). Light: no torch, no transformers, so that `swcm --help`
-is fast.
+A recipe is the parts its command uses, and nothing else: pretrain = pretraining data + build + train + rates +
+held-out, finetune = fine-tuning data + build + train + rates + held-out, adapt = adapt data + train. Their fields
+are flat in YAML and on the command line (`--lr 3e-4`, `--noise.mask_ratio 0.3`). Light: no torch, no
+transformers, so that `swcm --help` is fast.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .choices import (
 from .errors import RecipeError
 from .languages import LANGS
 from .noising import MaskingConfig, NoiseConfig
-from .specs import SourceSpec, TrainFile
+from .specs import HeldoutFile, SourceSpec, TrainFile
 
 # ----------------------------------------------------------------------------------------------- the parts
 
@@ -134,11 +135,37 @@ class PartRates(CheckedPart):
 
 
 @dataclass(kw_only=True)
+class HeldoutArgs(CheckedPart):
+    """Learning curves: the teacher-forced loss on held-out task files, logged while training."""
+
+    heldout: list[HeldoutFile] = field(default_factory=list)
+    """Task files (see HeldoutFile: a task file's fields plus path, name, limit) measured every heldout_every steps
+    and at the last, as heldout_<name> in log.jsonl (and heldout: over all their tokens)."""
+    heldout_every: int = 100
+    """Steps between measurements; a multiple of log_every (they join the log rows)."""
+
+    def __post_init__(self):
+        self.heldout = build_each(HeldoutFile, self.heldout, "heldout")
+        check_fields(self, only=own_fields(HeldoutArgs), positive=("heldout_every",))
+        names = [h.name for h in self.heldout]
+        if len(set(names)) != len(names):
+            raise RecipeError(f"heldout: each name at most once, got {names}")
+        log_every = getattr(self, "log_every", 1)
+        if self.heldout and self.heldout_every % log_every:
+            raise RecipeError(f"heldout_every: must be a multiple of log_every {log_every}, got {self.heldout_every}")
+        super().__post_init__()
+
+
+MIN_LENGTH = 8
+"""The shortest max_length: <s>, the language tag and </s> take three tokens of a window."""
+
+
+@dataclass(kw_only=True)
 class DataArgs(CheckedPart):
     """What every recipe's data pipeline takes."""
 
     max_length: int = 256
-    """Longest source / target in tokens (documents are cut into windows of this size)."""
+    """Longest source / target in tokens (documents are cut into windows of this size); at least 8."""
     prune_vocab: bool = False
     """Building from an encoder: first prune its vocabulary to the pieces the data uses."""
     skip_bad_lines: bool = False
@@ -148,6 +175,11 @@ class DataArgs(CheckedPart):
 
     def __post_init__(self):
         check_fields(self, only=own_fields(DataArgs), positive=("max_length",))
+        if self.max_length < MIN_LENGTH:
+            raise RecipeError(
+                f"max_length: must be at least {MIN_LENGTH} (the special tokens, the language tag and some text), "
+                f"got {self.max_length}"
+            )
         super().__post_init__()
 
 
@@ -227,7 +259,7 @@ class _RunFields(CheckedPart):
 
 
 @dataclass(kw_only=True)
-class PretrainRecipe(_RunFields, PretrainData, BuildArgs, TrainArgs, PartRates):
+class PretrainRecipe(_RunFields, PretrainData, BuildArgs, TrainArgs, PartRates, HeldoutArgs):
     """XLM-SWCM pretraining: denoising on monolingual text plus zh <-> X translation (the paper's settings are the
     defaults of the optimisation fields)."""
 
@@ -238,7 +270,7 @@ class PretrainRecipe(_RunFields, PretrainData, BuildArgs, TrainArgs, PartRates):
 
 
 @dataclass(kw_only=True)
-class FinetuneRecipe(_RunFields, FinetuneData, BuildArgs, TrainArgs, PartRates):
+class FinetuneRecipe(_RunFields, FinetuneData, BuildArgs, TrainArgs, PartRates, HeldoutArgs):
     """Fine-tuning on task files, with pretraining's loop, data order and checkpoints."""
 
     model: str

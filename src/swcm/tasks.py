@@ -9,7 +9,6 @@ Fields may be dotted to reach into objects (`zh.body` in the headline files).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from .choices import TASK_NAMES
 from .data import json_object, text_lines
 from .errors import DataError
-from .specs import TaskSpec, TrainFile
+from .specs import TaskSpec, TrainFile, in_test_split
 
 
 @dataclass
@@ -35,6 +34,11 @@ class TaskExample:
 class TaskData:
     examples: list[TaskExample]
     skipped_empty: int = 0
+    gives_away: int = 0
+    """summarization: inputs that contain their reference verbatim (a heading that repeats the title)."""
+    skipped_bad: int = 0
+    """Malformed lines skipped (skip_bad)."""
+    first_problem: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -47,18 +51,12 @@ def _get(row: dict, dotted: str, path: Path, line_no: int):
     return value
 
 
-def in_test_split(text: str, test_share: float) -> bool:
-    """Whether an input falls on the test side of a task file's split: a hash of its text (spaces at the ends
-    ignored), the same on every machine and Python, so that a file splits the same way in training and evaluation,
-    and equal inputs (UI strings repeat, KazQAD asks several questions of one context) fall on one side."""
-    digest = hashlib.sha256(text.strip().encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") < test_share * 2**64
-
-
-def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, skip_empty: bool = False) -> TaskData:
-    """Examples of one file (of `spec.split`'s side of it; `limit` counts that side); a missing field or a
-    non-string value is an error at file:line, an empty source or reference an error too unless `skip_empty` (then
-    counted)."""
+def read_task_file(
+    path: str | Path, spec: TaskSpec, limit: int | None = None, skip_empty: bool = False, skip_bad: bool = False
+) -> TaskData:
+    """Examples of one file (of `spec.split`'s side of it; `limit` counts that side); a malformed line, a missing
+    field or a non-string value is an error at file:line unless `skip_bad` (then counted), an empty source or
+    reference an error too unless `skip_empty` (then counted)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -70,12 +68,21 @@ def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, s
     for line_no, line in text_lines(path):
         if not line.strip():
             continue
-        row = json_object(path, line_no, line)
-        values = [_get(row, f, path, line_no) for f in spec.fields()]
-        *inputs, reference = values
-        references = reference if isinstance(reference, list) else [reference]
-        if not all(isinstance(v, str) for v in [*inputs, *references]) or not references:
-            raise DataError(f"{path}:{line_no}: fields {spec.fields()} must be strings (answers: a list of strings)")
+        try:
+            row = json_object(path, line_no, line)
+            values = [_get(row, f, path, line_no) for f in spec.fields()]
+            *inputs, reference = values
+            references = reference if isinstance(reference, list) else [reference]
+            if not all(isinstance(v, str) for v in [*inputs, *references]) or not references:
+                raise DataError(
+                    f"{path}:{line_no}: fields {spec.fields()} must be strings (answers: a list of strings)"
+                )
+        except DataError as err:
+            if not skip_bad:
+                raise
+            data.skipped_bad += 1
+            data.first_problem = data.first_problem or str(err)
+            continue
         if not all(v.strip() for v in [*inputs, *references]):
             if not skip_empty:
                 raise DataError(f"{path}:{line_no}: empty text in {spec.fields()}")
@@ -83,19 +90,30 @@ def read_task_file(path: str | Path, spec: TaskSpec, limit: int | None = None, s
             continue
         where = f"{path}:{line_no}"
         if spec.split != "all":
-            key = inputs[1] if spec.task == "mrc" else inputs[0]  # MRC: by context, so no test passage is trained on
+            if spec.split_field:
+                key = str(_get(row, spec.split_field, path, line_no))
+            else:  # the input; MRC: the context, so no test passage is trained on
+                key = inputs[1] if spec.task == "mrc" else inputs[0]
             if in_test_split(key, spec.test_share) != (spec.split == "test"):
                 continue
         if spec.task == "mrc":
             question, context = inputs
             data.examples.append(TaskExample(question, references, where, question=question, context=context))
         else:
-            data.examples.append(TaskExample(inputs[0], references, where))
+            source = inputs[0]
+            if spec.text_skip_lines:
+                source = "\n".join([line for line in source.splitlines() if line.strip()][spec.text_skip_lines :])
+                if not source.strip():
+                    raise DataError(f"{where}: nothing left of {spec.text_field!r} after text_skip_lines")
+            if spec.task == "summarization" and any(r.strip() in source for r in references):
+                data.gives_away += 1
+            data.examples.append(TaskExample(source, references, where))
         if limit is not None and len(data.examples) >= limit:
             break
     if not data.examples:
         side = f" on the {spec.split} side of its split (test_share {spec.test_share})" if spec.split != "all" else ""
-        raise DataError(f"{path}: no examples{side}")
+        first = f" (first problem: {data.first_problem})" if data.first_problem else ""
+        raise DataError(f"{path}: no examples{side}{first}")
     return data
 
 
@@ -127,14 +145,19 @@ def load_spec(text: str) -> TaskSpec:
         raise DataError(f"bad task description {text!r}: {err}") from None
 
 
-def finetune_items(files: list[TrainFile], tokenizer, max_length: int) -> tuple[list[tuple], list[str]]:
-    """(source, target language, target, task index) items of every file, and a note per file."""
+def finetune_items(
+    files: list[TrainFile], tokenizer, max_length: int, skip_bad: bool = False
+) -> tuple[list[tuple], list[str]]:
+    """(source, target language, target, task index) items of every file, and a note per file (with the malformed
+    lines skipped when `skip_bad`)."""
     items, notes = [], []
     for train_file in files:
         if train_file.limit == 0:
             notes.append(f"{train_file.path}: left out (limit 0)")
             continue
-        data = read_task_file(train_file.path, train_file.spec(), train_file.limit, train_file.skip_empty)
+        data = read_task_file(train_file.path, train_file.spec(), train_file.limit, train_file.skip_empty, skip_bad)
+        if data.skipped_bad:
+            notes.append(f"{train_file.path}: {data.skipped_bad} malformed lines skipped (first: {data.first_problem})")
         task = TASK_NAMES.index(train_file.task)
         if train_file.task == "mrc":
             sources, truncated = mrc_sources(tokenizer, data.examples, max_length)

@@ -31,8 +31,10 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 
 from .data import ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
-from .encoders import load_model_folder
+from .encoders import first_decoder_position_id, load_model_folder
 from .errors import DataError
+from .evaluation import recipe_heldout_evaluator
+from .folders import hold_run_folder, restore_set_aside, set_aside
 from .modeling_swcm import SWCMForConditionalGeneration
 from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
@@ -156,10 +158,16 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
     torch.manual_seed(recipe.seed)  # every process builds the same random parts; dropout follows the seed on every path
     path = Path(recipe.model).expanduser()
     if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
-        return load_model_folder(path), AutoTokenizer.from_pretrained(path)
-    encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
-    torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
-    return SWCMForConditionalGeneration.from_encoder(encoder, **recipe.from_encoder_options(), return_tokenizer=True)
+        model, tokenizer = load_model_folder(path), AutoTokenizer.from_pretrained(path)
+    else:
+        encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
+        torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
+        options = recipe.from_encoder_options()
+        model, tokenizer = SWCMForConditionalGeneration.from_encoder(encoder, **options, return_tokenizer=True)
+    positions = model.config.encoder.max_position_embeddings - first_decoder_position_id(model.config.encoder)
+    if recipe.max_length > positions:  # caught here, not as an index error mid-training
+        raise DataError(f"max_length: {recipe.max_length} is over the model's {positions} positions")
+    return model, tokenizer
 
 
 def measure_data_throughput(examples: PretrainExamples, count: int = 64) -> float:
@@ -211,7 +219,8 @@ def pretrain(
     recipe: PretrainRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None, overwrite: bool = False
 ) -> dict:
     """Run (or resume) pretraining; returns a summary. `stop_after` ends the run early after that step (tests);
-    `evaluate` is run_training's hook."""
+    `evaluate` is run_training's hook (default: the recipe's held-out files)."""
+    evaluate = evaluate or recipe_heldout_evaluator(recipe)
 
     def prepare(accelerator: Accelerator, out: Path):
         sources = [open_source(spec, recipe.skip_bad_lines, out / "index") for spec in recipe.sources]
@@ -232,11 +241,13 @@ def pretrain(
 def finetune(
     recipe: FinetuneRecipe, resume: bool = False, stop_after: int | None = None, evaluate=None, overwrite: bool = False
 ) -> dict:
-    """Fine-tune on task files (translation both ways, summarisation, reading comprehension) with the same loop."""
+    """Fine-tune on task files (translation both ways, summarisation, reading comprehension) with the same loop;
+    `evaluate` as in pretrain."""
+    evaluate = evaluate or recipe_heldout_evaluator(recipe)
 
     def prepare(accelerator: Accelerator, out: Path):
         model, tokenizer = build_model(recipe, [f.path for f in recipe.train], out, accelerator)
-        items, notes = finetune_items(recipe.train, tokenizer, recipe.max_length)
+        items, notes = finetune_items(recipe.train, tokenizer, recipe.max_length, recipe.skip_bad_lines)
         examples = FinetuneExamples(items, tokenizer, model.config.lang_tag_ids, recipe.max_length, recipe.seed)
         return model, tokenizer, examples, recipe.total_steps(len(items)), "; ".join(notes)
 
@@ -337,7 +348,6 @@ RUN_OUTPUTS = (
     "encoder-pruned",
     "index",
 )
-SET_ASIDE = ".swcm-overwritten"
 
 
 def _recipe_json(recipe) -> dict:
@@ -371,32 +381,6 @@ def check_out_folder(out: Path, recipe, resume: bool, overwrite: bool) -> None:
         )
 
 
-def set_aside_run(out: Path) -> Path | None:
-    """--overwrite: move an earlier run's outputs (RUN_OUTPUTS, nothing else of the folder) into out/.swcm-overwritten,
-    to be deleted once the new run has started or put back if its start-up fails (`restore_set_aside`): a bad recipe
-    never costs the earlier run."""
-    present = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
-    if not present:
-        return None
-    aside = out / SET_ASIDE
-    shutil.rmtree(aside, ignore_errors=True)  # one left by a run that died between the two steps
-    aside.mkdir()
-    for path in present:
-        os.replace(path, aside / path.name)
-    return aside
-
-
-def restore_set_aside(aside: Path, out: Path) -> None:
-    for path in aside.iterdir():
-        target = out / path.name
-        if target.is_dir():
-            shutil.rmtree(target)  # what the failed start-up wrote (a pruned encoder, an index)
-        elif target.exists():
-            target.unlink()
-        os.replace(path, target)
-    aside.rmdir()
-
-
 def run_training(
     recipe: PretrainRecipe,
     prepare,
@@ -407,10 +391,17 @@ def run_training(
 ) -> dict:
     """The shared loop: `prepare(accelerator, out)` gives (model, tokenizer, examples, total steps, description);
     examples must make example i deterministically from i (see data.MicroBatchStream). `evaluate(model, tokenizer,
-    step)`, if given, runs on the main process at every log step and its dict joins the log row (e.g. held-out
-    losses: evaluation.heldout_evaluator)."""
+    step, total_steps)`, if given, runs on the main process at every log step and its dict joins the log row (e.g.
+    held-out losses: evaluation.heldout_evaluator). The run holds its out folder throughout (hold_run_folder)."""
     out = Path(recipe.out)
-    check_out_folder(out, recipe, resume, overwrite)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"out {out}: is a file, expected a folder")
+    check_out_folder(out, recipe, resume, overwrite)  # before the lock: a refused run leaves no folder behind
+    with hold_run_folder(out) as created:
+        return _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created)
+
+
+def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created: bool) -> dict:
     precision = resolve_precision(recipe.mixed_precision)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
@@ -425,13 +416,17 @@ def run_training(
     aside = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        aside = set_aside_run(out) if overwrite else None
+        aside = set_aside(out, RUN_OUTPUTS) if overwrite else None
     accelerator.wait_for_everyone()
     try:
         model, tokenizer, examples, total_steps, description = prepare(accelerator, out)
     except BaseException:
         if aside is not None:
             restore_set_aside(aside, out)
+        elif created and main:  # a failed start leaves no half-made run (hold_run_folder removes the empty folder)
+            for name in RUN_OUTPUTS:
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         raise
     if main:  # only once start-up has worked: a failed start leaves an earlier run's recipe as it was
         _atomic_write(out / "recipe.json", json.dumps(_recipe_json(recipe), indent=1))
@@ -541,7 +536,7 @@ def run_training(
                 tokens.zero_()
                 if evaluate is not None and main:
                     with accelerator.autocast():
-                        row.update(evaluate(unwrapped, tokenizer, step))
+                        row.update(evaluate(unwrapped, tokenizer, step, total_steps))
                 last_log = time.perf_counter()
                 if main:
                     with log_path.open("a", encoding="utf-8") as handle:
