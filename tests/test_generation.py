@@ -263,3 +263,22 @@ def test_outputs_longer_than_the_position_table_are_stopped_there_with_a_warning
     with pytest.warns(UserWarning, match="max_new_tokens 200 is over the 63 the model's position table allows"):
         (text,) = generate_texts(model, tokenizer, ["中文"], "bo", num_beams=1, max_new_tokens=200, progress=False)
     assert new_token_limit(model) == 63 and text
+
+
+def test_constraining_to_a_script_the_vocabulary_lacks_is_refused():
+    from swcm.errors import DataError
+    from swcm.generation import allowed_tokens
+
+    class Pieces:  # a vocabulary of Latin and Chinese pieces only
+        pieces = ["<s>", "</s>", "▁a", "中", "文", "7"]
+        all_special_ids = [0, 1]
+
+        def __len__(self):
+            return len(self.pieces)
+
+        def convert_ids_to_tokens(self, ids):
+            return [self.pieces[i] for i in ids]
+
+    assert allowed_tokens(Pieces(), "zh", 6, {}).tolist() == [True] * 6
+    with pytest.raises(DataError, match=r"constrain_script: the vocabulary has no piece in bo's script \(tibetan\)"):
+        allowed_tokens(Pieces(), "bo", 6, {})

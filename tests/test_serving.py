@@ -92,6 +92,11 @@ def test_mrc_cuts_the_passage_only(client):
     [
         ({"text": "你好", "tgt_lang": "xx"}, 422, "tgt_lang: unknown language 'xx'"),
         ({"text": "   ", "tgt_lang": "ug"}, 422, "text: empty"),
+        (
+            b'{"text": "\\u4f60\\ud800", "tgt_lang": "ug"}',
+            422,
+            "text: not valid Unicode (a lone surrogate at character 1)",
+        ),
         ({"tgt_lang": "ug"}, 422, "text: empty"),
         ({"text": "你" * 201, "tgt_lang": "ug"}, 413, "text: 201 characters, over the limit of 200"),
         ({"text": "你好", "tgt_lang": "ug", "num_beams": 5}, 422, "num_beams: 5 is over the limit of 4"),
@@ -104,7 +109,10 @@ def test_mrc_cuts_the_passage_only(client):
     ],
 )
 def test_bad_requests_get_a_4xx_that_names_the_field(client, body, status, message):
-    answer = client.post("/generate", json=body)
+    if isinstance(body, bytes):  # JSON that Python's own encoder would not write
+        answer = client.post("/generate", content=body, headers={"Content-Type": "application/json"})
+    else:
+        answer = client.post("/generate", json=body)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
 

@@ -159,3 +159,14 @@ def test_corpus_patterns_expand_and_an_empty_one_is_an_error(tmp_path):
     assert corpus_files([tmp_path / "*.txt"]) == [tmp_path / "a.txt", tmp_path / "b.txt"]
     with pytest.raises(DataError, match=r"nothing\*\.jsonl: corpus pattern matches no file"):
         corpus_files([tmp_path / "nothing*.jsonl"])
+
+
+def test_too_few_pieces_for_the_corpus_is_one_line(swcm_dir, tmp_path, capsys):
+    corpus = tmp_path / "bo.txt"
+    corpus.write_text("བོད་ཡིག་ཀཁགང་ཡིག\n" * 20, encoding="utf-8")  # 10 distinct characters
+    args = ["vocab", "extend", "--model", str(swcm_dir), "--corpus", f"[{corpus}]", "--lang", "bo"]
+    assert main([*args, "--size", "4", "--out", str(tmp_path / "ext")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("size: 4 pieces cannot hold the corpus's 10 distinct characters plus sentencepiece's 4 special "
+                        "pieces; use at least 14")  # fmt: skip
+    assert not (tmp_path / "ext").exists()

@@ -157,12 +157,21 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
 
 
 def allowed_tokens(tokenizer, lang: str, vocab_size: int, tag_ids: dict[str, int]) -> torch.Tensor:
-    """True for tokens whose letters are all in `lang`'s scripts, Latin or script-less (digits, punctuation)."""
-    scripts = scripts_of_language(lang) | {"latin", "other"}
+    """True for tokens whose letters are all in `lang`'s scripts, Latin or script-less (digits, punctuation). A
+    vocabulary with no piece of the language's own scripts is a DataError: every output would be empty."""
+    own = scripts_of_language(lang)
+    scripts = own | {"latin", "other"}
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
+    in_script = 0
     for token_id, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))):
         letters = [c for c in (piece or "") if unicodedata.category(c)[0] == "L"]
         allowed[token_id] = all(script_of(c) in scripts for c in letters)
+        in_script += any(script_of(c) in own for c in letters)
+    if not in_script:
+        raise DataError(
+            f"constrain_script: the vocabulary has no piece in {lang}'s script ({', '.join(sorted(own))}), so every "
+            "output would be empty; extend it (swcm vocab extend) or generate without constrain_script"
+        )
     for code, token_id in tag_ids.items():
         allowed[token_id] = code == lang
     for token_id in tokenizer.all_special_ids:

@@ -130,6 +130,13 @@ class Generator:
             "inference": self.inference,
         }
 
+    def allowed(self, lang: str) -> torch.Tensor:
+        """The script constraint's token mask for `lang` (DataError: the vocabulary has none of its script)."""
+        if lang not in self._allowed:
+            config = self.model.config
+            self._allowed[lang] = allowed_tokens(self.tokenizer, lang, config.vocab_size, config.lang_tag_ids)
+        return self._allowed[lang]
+
     def source(self, request: GenerateRequest) -> tuple[str, bool]:
         if request.task == "mrc":
             example = TaskExample(request.question, [], "request", question=request.question, context=request.context)
@@ -148,11 +155,7 @@ class Generator:
         batch.pop("token_type_ids", None)
         processors = None
         if request.constrain_script:
-            if request.tgt_lang not in self._allowed:
-                self._allowed[request.tgt_lang] = allowed_tokens(
-                    self.tokenizer, request.tgt_lang, self.model.config.vocab_size, self.model.config.lang_tag_ids
-                )
-            processors = LogitsProcessorList([ScriptConstraint(self._allowed[request.tgt_lang])])
+            processors = LogitsProcessorList([ScriptConstraint(self.allowed(request.tgt_lang))])
         with torch.inference_mode():
             ids = self.model.generate(
                 **batch.to(self.model.device),
@@ -191,6 +194,15 @@ def validate(request: GenerateRequest, generator: Generator) -> None:
             raise HTTPException(422, f"{name}: empty; task {request.task} needs {' and '.join(fields)}")
         if len(value) > limits.max_chars:
             raise HTTPException(413, f"{name}: {len(value)} characters, over the limit of {limits.max_chars}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:  # JSON allows "\ud800"; text cannot hold it
+            raise HTTPException(422, f"{name}: not valid Unicode (a lone surrogate at character {err.start})") from None
+    if request.constrain_script:
+        try:
+            generator.allowed(request.tgt_lang)
+        except DataError as err:
+            raise HTTPException(422, str(err)) from None
     if request.num_beams is None:
         request.num_beams = min(4, limits.max_beams)
     if request.max_new_tokens is None:

@@ -313,9 +313,17 @@ def train_pieces(texts: Sequence[str], size: int, normalize: Callable[[str], str
     """A sentencepiece unigram model of `size` pieces on the texts (normalised as the tokenizer will see them)."""
     import sentencepiece as spm
 
+    text = "\n".join(normalize(t).replace("\n", " ") for t in texts)
+    # at character_coverage 1.0 every character is a piece, and so are the word mark and <unk> <s> </s>
+    needed = len(set(text) - set(" \n")) + 4
+    if size < needed:
+        raise DataError(
+            f"size: {size} pieces cannot hold the corpus's {needed - 4} distinct characters plus sentencepiece's 4 "
+            f"special pieces; use at least {needed}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp, "corpus.txt")
-        corpus.write_text("\n".join(normalize(t).replace("\n", " ") for t in texts), encoding="utf-8")
+        corpus.write_text(text, encoding="utf-8")
         spm.SentencePieceTrainer.train(
             input=str(corpus),
             model_prefix=str(Path(tmp, "new")),
