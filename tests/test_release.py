@@ -203,9 +203,23 @@ def test_cli_convert_release(release, tiny_xlmr, tmp_path, capsys):
                 "--encoder",
                 str(tiny_xlmr),
                 "--out",
-                str(out),
+                str(tmp_path / "other"),
             ]
         )
         == 2
     )
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_line(release, tiny_xlmr, tmp_path):
+    reference, _ = release
+    state = dict(reference.state_dict())
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with pytest.raises(ReleaseError, match="empty.bin: empty or cut short, not a checkpoint"):
+        convert_release(tmp_path / "empty.bin", str(tiny_xlmr))
+    torch.save({k: v for k, v in state.items() if k != "decoder.last_linear.weight"}, tmp_path / "headless.bin")
+    with pytest.raises(ReleaseError, match="not the XLM-SWCM release; it lacks decoder.last_linear.weight"):
+        convert_release(tmp_path / "headless.bin", str(tiny_xlmr))
+    torch.save({**state, "decoder.layers.x.ffn.0.weight": torch.zeros(1)}, tmp_path / "odd.bin")
+    with pytest.raises(ReleaseError, match=r"layer index that is not a number: \['x'\]"):
+        convert_release(tmp_path / "odd.bin", str(tiny_xlmr))

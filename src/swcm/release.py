@@ -70,6 +70,10 @@ def _unpickler_reason(err: Exception) -> str:
     return "unreadable as a tensor checkpoint"
 
 
+REQUIRED_KEYS = ("encoder.embeddings.word_embeddings.weight", "decoder.last_linear.weight")
+"""Keys the conversion reads before the full key map checks everything."""
+
+
 def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors: unwrapped from {"model_state_dict" | "state_dict": ...}, DataParallel's `module.`
     prefix removed. Refuses any pickled object that is not a tensor or a plain container."""
@@ -78,6 +82,8 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ReleaseError(f"{path}: checkpoint not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except EOFError:
+        raise ReleaseError(f"{path}: empty or cut short, not a checkpoint") from None
     except (pickle.UnpicklingError, RuntimeError) as err:
         raise ReleaseError(
             f"{path}: refused, not a plain tensor checkpoint ({_unpickler_reason(err)}); only tensors and plain "
@@ -99,7 +105,11 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def release_layer_types(state: dict[str, torch.Tensor]) -> list[str]:
     """Layer kinds read off the checkpoint: layers with `ffn1` are custom, with `ffn` normal."""
-    indices = sorted({int(k.split(".")[2]) for k in state if k.startswith("decoder.layers.")})
+    numbers = {k.split(".")[2] for k in state if k.startswith("decoder.layers.")}
+    bad = sorted(n for n in numbers if not n.isdigit())
+    if bad:
+        raise ReleaseError(f"decoder layer keys with a layer index that is not a number: {bad[:5]}")
+    indices = sorted(int(n) for n in numbers)
     if indices != list(range(len(indices))) or not indices:
         raise ReleaseError(f"decoder layers are not numbered 0..n-1: {indices}")
     kinds = []
@@ -175,6 +185,9 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
     """Returns (model, tokenizer, report); writes both to `out_dir` when given. `encoder` supplies the encoder's
     config and tokenizer (hfl/cino-base-v2 for the published weights); all weights come from the checkpoint."""
     state = load_release_state_dict(checkpoint)
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ReleaseError(f"{checkpoint}: not the XLM-SWCM release; it lacks {', '.join(missing)}")
     layer_types = release_layer_types(state)
     conversion = map_release_state(state, layer_types)
     if conversion.unmapped:
