@@ -9,6 +9,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import swcm.modeling_swcm  # noqa: F401  (registers the Auto classes)
 from swcm.cli import main
+from swcm.folders import TOKENIZER_FILES
 
 
 def test_build_writes_a_loadable_model_and_prints_a_summary(tiny_xlmr_12, tmp_path, capsys):
@@ -181,10 +182,10 @@ def test_what_is_not_a_usable_model_folder_is_one_line_at_once(tiny_model, tiny_
     assert "not an XLM-SWCM model (model_type 'xlm-roberta'); `swcm build` makes one" in _one_line(capsys, "generate")
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model, bare)
-    for name in ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt"):
+    for name in TOKENIZER_FILES:
         (bare / name).unlink(missing_ok=True)
     assert main(["generate", "--model", str(bare), "--tgt_lang", "ug", "--input", str(source)]) == 2
-    assert "bare: no tokenizer files (tokenizer.json / sentencepiece.bpe.model / vocab.txt)" in _one_line(
+    assert "bare: no tokenizer files (tokenizer.json / sentencepiece.bpe.model / spiece.model" in _one_line(
         capsys, "generate"
     )
     assert main(["serve", "--model", str(tiny_model), "--port", "70000"]) == 2
@@ -326,3 +327,23 @@ def test_a_model_folder_is_written_only_where_nothing_else_would_be_lost(tiny_xl
     file.write_text("x")
     assert main(["build", "--encoder", str(tiny_xlmr), "--out", str(file)]) == 2
     assert _one_line(capsys, "build").endswith(f"--out {file}: is a file, expected a folder")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hidden_size": -32}, "sizes must be whole numbers > 0, got hidden_size -32"),
+        ({"num_attention_heads": 5}, "hidden_size 32 is not a multiple of num_attention_heads 5"),
+        ({"vocab_size": 999}, "its weights do not fit its config.json"),
+    ],
+)
+def test_an_encoder_config_that_does_not_fit_is_one_line(tiny_xlmr, tmp_path, capsys, change, message):
+    import json
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_xlmr, encoder)
+    config = json.loads((encoder / "config.json").read_text())
+    (encoder / "config.json").write_text(json.dumps({**config, **change}))
+    assert main(["build", "--encoder", str(encoder), "--out", str(tmp_path / "m")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # (after transformers' own loading bar)
+    assert last.startswith("swcm build: error: ") and message in last

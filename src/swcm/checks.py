@@ -160,10 +160,6 @@ class CheckedPart:
         pass
 
 
-TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt")
-"""A model folder needs one of these to be read (tokenizer_config.json alone does not make a tokenizer)."""
-
-
 def check_model_dir(model: Path, flag: str = "--model"):
     """The model's config (an XLM-SWCM one). A local folder must exist and hold an XLM-SWCM config.json and its
     tokenizer files; only an `owner/name` that is no local path is left to the hub (a bare name is not looked up
@@ -172,6 +168,7 @@ def check_model_dir(model: Path, flag: str = "--model"):
     import os
 
     from .configuration_swcm import SWCMConfig
+    from .folders import TOKENIZER_FILES
 
     text = str(model)
     looks_local = os.path.exists(model) or model.is_absolute() or text.startswith((".", "~")) or len(model.parts) != 2

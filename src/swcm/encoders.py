@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from .choices import PACKAGED_PREFIX
 from .errors import CheckpointError
+from .folders import TOKENIZER_FILES
 from .packaged import materialize
 
 # Encoders whose layers have the BERT layout that the weight map expects (attention.self.{query,key,value},
@@ -98,6 +99,17 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> str:
     return name
 
 
+CONFIG_SIZES = (
+    "hidden_size",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+)
+"""An encoder config's sizes, checked before any weights are read."""
+
+
 def load_encoder_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
     source = resolve_encoder(name_or_path)
     try:
@@ -106,7 +118,20 @@ def load_encoder_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise EncoderError(f"cannot load encoder config {source!r}: {first}") from None
     encoder_class(config)  # fail early on an unsupported architecture
+    bad = [f"{name} {getattr(config, name, None)!r}" for name in CONFIG_SIZES if not _positive(config, name)]
+    if bad:
+        raise EncoderError(f"encoder config {source}: sizes must be whole numbers > 0, got {', '.join(bad)}")
+    if config.hidden_size % config.num_attention_heads:
+        raise EncoderError(
+            f"encoder config {source}: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+            f"{config.num_attention_heads}"
+        )
     return config
+
+
+def _positive(config, name: str) -> bool:
+    value = getattr(config, name, None)
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
@@ -121,6 +146,11 @@ def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
             model, info = cls.from_pretrained(
                 resolve_encoder(name_or_path), add_pooling_layer=False, output_loading_info=True
             )
+    except (RuntimeError, ValueError):  # transformers' report of which tensors differ is silenced above
+        raise EncoderError(
+            f"encoder {name_or_path!r}: its weights do not fit its config.json (a size there, such as vocab_size or "
+            "max_position_embeddings, differs from the weights')"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith(IGNORABLE_ENCODER_KEY_PREFIXES)]
@@ -141,7 +171,6 @@ def load_model_folder(path: str | os.PathLike):
 
 
 # what a tokenizer is saved as (fast, sentencepiece, WordPiece / BPE vocabularies)
-TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json")
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:

@@ -48,16 +48,18 @@ def restore_set_aside(aside: Path, out: Path) -> None:
     aside.rmdir()
 
 
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json")
+"""A model or encoder folder needs one of these to be read: without them transformers falls back to a tokenizer of a
+handful of special tokens (tokenizer_config.json alone does not make one)."""
+
 MODEL_FILES = (
+    *TOKENIZER_FILES,
     "config.json",
     "generation_config.json",
     "model.safetensors",
     "model.safetensors.index.json",
-    "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
-    "sentencepiece.bpe.model",
-    "vocab.txt",
     "added_tokens.json",
     "chat_template.jinja",
     "build.json",
