@@ -130,7 +130,7 @@ def test_a_tokenizer_of_other_weights_is_refused(tiny_xlmr, tiny_bert, tmp_path,
     "flag, value, message",
     [
         ("--num_beams", "0", "num_beams: must be > 0, got 0"),
-        ("--max_new_tokens", "-1", "max_new_tokens: must be >= 0, got -1"),
+        ("--max_new_tokens", "-1", "max_new_tokens: must be > 0, got -1"),
         ("--batch_size", "0", "batch_size: must be > 0, got 0"),
         ("--num_beams", "two", "num_beams: expected int; got 'two'"),
         ("--quantize", "int4", "quantize: expected one of none, int8, fp16; got 'int4'"),

@@ -106,7 +106,8 @@ def check_fields(
         if only is not None and f.name not in only:
             continue
         name = f"{where}{f.name}"
-        value = coerce(getattr(obj, f.name), hints[f.name], name, signed=f.name in signed)
+        # a positive field says "> 0" for a negative value too, not the ">= 0" of every other number
+        value = coerce(getattr(obj, f.name), hints[f.name], name, signed=f.name in signed or f.name in positive)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if f.name in positive and not value > 0:
                 raise RecipeError(f"{name}: must be > 0, got {value!r}")
