@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -206,6 +207,14 @@ def test_stdin_and_empty_inputs_are_one_line(tiny_model, tmp_path, capsys, monke
     empty.write_text("")
     assert main([*args, "--input", str(empty)]) == 2
     assert _one_line(capsys, "generate").endswith(f"{empty}: no input lines")
+    assert main([*args, "--input", str(tmp_path)]) == 2
+    assert _one_line(capsys, "generate").endswith(f"--input {tmp_path}: is a folder, expected a file")
+    read, write = os.pipe()  # what /dev/stdin or <(...) hand over: a pipe, not a regular file
+    os.write(write, b"\xff\n")
+    os.close(write)
+    assert main([*args, "--input", f"/dev/fd/{read}"]) == 2
+    assert _one_line(capsys, "generate").endswith(f"/dev/fd/{read}:1: not UTF-8 (invalid start byte at byte 0)")
+    os.close(read)
 
 
 def test_a_damaged_weights_file_is_one_line(tiny_model, tmp_path, capsys):

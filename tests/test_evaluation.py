@@ -40,7 +40,9 @@ def test_mrc_inputs_are_cut_from_the_context_never_the_question(model_dir, tmp_p
     assert len(tokenizer(sources[0])["input_ids"]) <= 40 + 2
     assert example_context_is_a_prefix(sources[0], data.examples[0].context)
     assert sources[1] == "中文? </s> 中文"
-    with pytest.raises(DataError, match=r"qa.jsonl:1: the question alone is \d+ tokens, over 5"):
+    with pytest.raises(
+        DataError, match=r"qa.jsonl:1: the question alone is \d+ tokens, which leaves no room for the passage in 5"
+    ):
         mrc_sources(tokenizer, data.examples, max_tokens=5)
 
 

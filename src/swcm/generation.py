@@ -275,8 +275,11 @@ def generate_file(args: GenerateArgs) -> None:
     config = check_model_dir(args.model)
     if args.output != "-":
         check_output_path(Path(args.output), "--output")
-    if args.input != "-" and not Path(args.input).is_file():
-        raise DataError(f"--input {args.input}: no such file")
+    if args.input != "-":  # a pipe (/dev/stdin, <(...)) is a file to read too
+        if Path(args.input).is_dir():
+            raise DataError(f"--input {args.input}: is a folder, expected a file")
+        if not Path(args.input).exists():
+            raise DataError(f"--input {args.input}: no such file")
     config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
     name = "<stdin>" if args.input == "-" else args.input
     if args.input == "-":  # bytes, so that a line that is not UTF-8 is named as a file's is

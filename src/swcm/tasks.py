@@ -125,7 +125,10 @@ def mrc_sources(tokenizer, examples: list[TaskExample], max_tokens: int) -> tupl
         question_ids = tokenizer(example.question, add_special_tokens=False, verbose=False)["input_ids"]
         room = max_tokens - len(question_ids) - 4  # <s> q </s> c </s>, with a margin for the separator's pieces
         if room < 1:
-            raise DataError(f"{example.where}: the question alone is {len(question_ids)} tokens, over {max_tokens}")
+            raise DataError(
+                f"{example.where}: the question alone is {len(question_ids)} tokens, which leaves no room for the "
+                f"passage in {max_tokens} (the question, the passage and 4 special tokens must fit)"
+            )
         context = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         if len(context["input_ids"]) > room:
             truncated += 1
