@@ -308,3 +308,33 @@ def test_limits_follow_the_model_and_no_request_within_them_fails(model_dir):
         assert response.status_code == 200 and response.json()["truncated"] is True
         over = client.post("/generate", json={**body, "max_new_tokens": 64})
         assert over.status_code == 422 and "over the limit of 63" in over.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed(client):
+    """Declared (Content-Length) or streamed (chunked): 413 at the limit the fields need, never parsed whole."""
+    filler = {"text": "你好", "tgt_lang": "ug", "ignored": "x" * 100_000}
+    answer = client.post("/generate", json=filler)
+    assert answer.status_code == 413 and answer.json()["detail"] == "request body over the limit of 18784 bytes"
+
+    def chunks():
+        yield b'{"text": "\\u4f60", "tgt_lang": "ug", "ignored": "'
+        for _ in range(40):
+            yield b"x" * 1000
+        yield b'"}'
+
+    streamed = client.post("/generate", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    assert client.post("/generate", json={"text": "你" * 200, "tgt_lang": "ug"}).status_code == 200
+
+
+def test_the_port_is_bound_before_the_model_loads_and_port_0_names_the_real_one():
+    from swcm.errors import DataError
+    from swcm.serving import listening_socket
+
+    taken = listening_socket("127.0.0.1", 0)
+    taken.listen()
+    port = taken.getsockname()[1]
+    assert port > 0
+    with pytest.raises(DataError, match=f"port: cannot listen on 127.0.0.1:{port} \\(Address already in use\\)"):
+        listening_socket("127.0.0.1", port)
+    taken.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -215,8 +217,55 @@ def validate(request: GenerateRequest, generator: Generator) -> None:
         )
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is answered 413 before it is parsed: by its Content-Length,
+    or, without one (chunked), as soon as what arrived passes the limit; so the queue limit cannot be outrun by large
+    bodies, and no more than the limit is ever held."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                return await self._too_large(send)
+            return await self.app(scope, receive, send)
+        messages, size = [], 0
+        while True:  # chunked: read it here, up to the limit, then hand it on
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self._too_large(send)
+            if not message.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send):
+        body = json.dumps({"detail": f"request body over the limit of {self.max_bytes} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def max_body_bytes(limits: ServeLimits) -> int:
+    """The largest request body the limits can need: question and passage of max_chars each, every character a
+    6-byte JSON escape (\\uXXXX), and 16 KiB for the other fields."""
+    return 2 * 6 * limits.max_chars + 16384
+
+
 def create_app(generator: Generator) -> FastAPI:
     app = FastAPI(title="swcm", description="XLM-SWCM generation for bo / ug / kk / mn / zh")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes(generator.limits))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swcm-generate")
     state = {"admitted": 0, "served": 0, "rejected": 0}
 
@@ -269,6 +318,20 @@ def create_app(generator: Generator) -> FastAPI:
     return app
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before the model loads: a port in use is one line at once (port 0: any free port,
+    the one chosen is printed)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise DataError(f"port: cannot listen on {host}:{port} ({err.strerror or err})") from None
+    return sock
+
+
 def serve(
     model_dir: str | Path,
     host: str = "127.0.0.1",
@@ -279,14 +342,18 @@ def serve(
 ) -> None:
     import uvicorn
 
+    sock = listening_socket(host, port)
     generator = Generator.load(model_dir, limits or ServeLimits(), precision, quantize)
+    bound = sock.getsockname()[1]
     print(
-        f"swcm serve: {model_dir} ({generator.info()['layout']}; {generator.inference}) on http://{host}:{port}/",
+        f"swcm serve: {model_dir} ({generator.info()['layout']}; {generator.inference}) on http://{host}:{bound}/",
         flush=True,
     )
     if generator.clamped:
         print(f"swcm serve: limits lowered to the model: {'; '.join(generator.clamped)}", flush=True)
-    uvicorn.run(create_app(generator), host=host, port=port, log_level="warning")
+    # a client that sends its headers slowly is dropped after the keep-alive timeout
+    config = uvicorn.Config(create_app(generator), log_level="warning", timeout_keep_alive=5)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve_command(args: ServeArgs) -> None:
