@@ -67,6 +67,7 @@ def test_training_prints_its_precision_choice(cpu, tiny_xlmr, tmp_path, capsys):
         global_batch=2,
         micro_batch=2,
         num_workers=0,
+        max_length=32,  # within the tiny model's 64 positions
     )
     assert recipe.mixed_precision == "auto"
     finetune(recipe)

@@ -131,7 +131,7 @@ def test_the_benchmark_runs_end_to_end_at_its_tiny_size_and_resumes(e5_dir, tmp_
     assert {"pretrain:mt_bo", "pretrain:mrc_kk", "translation:mt_ug", "headline:headline_ug", "mrc:mrc_kk"} <= set(
         curves
     )
-    assert all(set(points["shared"]) == {2} for points in curves.values())
+    assert all(set(points["shared"]) == {"2"} for points in curves.values())  # (JSON keys)
     # the recipe each stage ran is kept, with only this run's model, out, seed, start and budget changed
     ran = yaml.safe_load((work / "random-s0" / "pretrain.yaml").read_text(encoding="utf-8"))
     assert ran["decoder_init"] == "random" and ran["max_steps"] == 2 and ran["model"] == str(work / "encoder")
