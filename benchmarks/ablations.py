@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swcm.benchmarking import machine, markdown_table, write_json
+from swcm.benchmarking import machine, markdown_table, mean_sd, write_json
 from swcm.choices import DEFAULT_ENCODER, Precision
 from swcm.languages import MINORITY_LANGS
 
@@ -132,9 +132,7 @@ def run_one(args: AblationArgs, variant: str, seed: int) -> tuple[dict, bool]:
 
 
 def _spread(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return mean_sd(values, 2)
 
 
 def summarise(reports: dict[str, dict[int, dict]]) -> dict:

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swcm.benchmarking import benchmark_encoder, machine, markdown_table, require_shared_data, write_json
+from swcm.benchmarking import benchmark_encoder, machine, markdown_table, mean_sd, require_shared_data, write_json
 from swcm.choices import DEFAULT_ENCODER, Precision
 from swcm.languages import MINORITY_LANGS
 
@@ -294,11 +294,7 @@ def summarise(results: dict[str, dict[int, list[dict]]]) -> tuple[list[list], li
 
 
 def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    return mean_sd(values, 3)
 
 
 def plot(results: dict[str, dict[int, list[dict]]], path: Path) -> None:

@@ -35,7 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from swcm.benchmarking import REPOSITORY, SHARED_DATA, machine, markdown_table, require_shared_data, write_json
+from swcm.benchmarking import (
+    REPOSITORY,
+    SHARED_DATA,
+    machine,
+    markdown_table,
+    mean_sd,
+    require_shared_data,
+    write_json,
+)
 from swcm.choices import DEFAULT_ENCODER
 
 RECIPES = REPOSITORY / "recipes"
@@ -332,11 +340,7 @@ METRICS = [
 
 
 def spread(values: list[float]) -> str:
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    return mean_sd(values, 1)
 
 
 def summarise(args: RealTasksArgs, runs: dict) -> dict:
