@@ -351,7 +351,7 @@ def serve(
     )
     if generator.clamped:
         print(f"swcm serve: limits lowered to the model: {'; '.join(generator.clamped)}", flush=True)
-    # a client that sends its headers slowly is dropped after the keep-alive timeout
+    # idle keep-alive connections close after 5 s (uvicorn has no timeout for headers that arrive slowly)
     config = uvicorn.Config(create_app(generator), log_level="warning", timeout_keep_alive=5)
     uvicorn.Server(config).run(sockets=[sock])
 
