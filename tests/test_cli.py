@@ -43,7 +43,7 @@ def test_build_ablation_switches(tiny_xlmr, tmp_path, capsys):
         "copy-previous",
         "--tie_lm_head",
         "--lang_tags",
-        "[bo,fr]",
+        "[bo,kk]",
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -51,7 +51,7 @@ def test_build_ablation_switches(tiny_xlmr, tmp_path, capsys):
     assert "copied from the encoder: 0 tensors (decoder_init=random)" in printed
     # 3 normal layers x (2 attentions x 8 + FFN 4 + 3 LayerNorms x 2) tensors
     assert "copied from the previous layer: 78 tensors" in printed
-    assert "(tied)" in printed and "<fr>=" in printed
+    assert "(tied)" in printed and "<kk>=" in printed and "<ug>" not in printed
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "m")
     assert model.lm_head.weight is model.get_input_embeddings().weight
     assert torch.equal(
@@ -356,3 +356,18 @@ def test_an_encoder_config_that_does_not_fit_is_one_line(tiny_xlmr, tmp_path, ca
     assert main(["build", "--encoder", str(encoder), "--out", str(tmp_path / "m")]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (after transformers' own loading bar)
     assert last.startswith("swcm build: error: ") and message in last
+
+
+def test_a_language_code_swcm_does_not_know_is_refused_before_any_work(tiny_xlmr, tmp_path, capsys):
+    assert main(["build", "--encoder", str(tiny_xlmr), "--out", str(tmp_path / "m"), "--lang_tags", "[ug,xx]"]) == 2
+    assert _one_line(capsys, "build").endswith(
+        "lang_tags: unknown language 'xx'; known: ['bo', 'kk', 'mn', 'ug', 'zh']"
+    )
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a\n")
+    args = ["vocab", "extend", "--model", str(tiny_xlmr), "--corpus", f"[{corpus}]", "--lang", "xx", "--size", "8"]
+    assert main([*args, "--out", str(tmp_path / "e")]) == 2
+    assert _one_line(capsys, "vocab extend").endswith(
+        "lang: unknown language 'xx'; known: ['bo', 'kk', 'mn', 'ug', 'zh']"
+    )
+    assert not (tmp_path / "m").exists() and not (tmp_path / "e").exists()

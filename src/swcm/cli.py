@@ -19,6 +19,7 @@ from pathlib import Path
 from .checks import CheckedPart, check_fields, own_fields
 from .choices import Precision, Quantize, Split, Task
 from .errors import RecipeError, SWCMError
+from .languages import scripts_of_language
 from .quickstart import QuickstartArgs
 from .recipe import RECIPES, BuildArgs
 
@@ -81,6 +82,10 @@ class ExtendArgs(ModelOut):
 
     def __post_init__(self):
         check_fields(self, positive=("size",), shares=("heldout_fraction",), non_empty=("corpus",))
+        try:
+            scripts_of_language(self.lang)
+        except RecipeError as err:
+            raise RecipeError(f"lang: {err}") from None
 
 
 @dataclass(kw_only=True)

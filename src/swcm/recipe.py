@@ -30,7 +30,7 @@ from .choices import (
     PretrainTask,
 )
 from .errors import RecipeError
-from .languages import LANGS
+from .languages import LANGS, scripts_of_language
 from .noising import MaskingConfig, NoiseConfig
 from .specs import HeldoutFile, SourceSpec, TrainFile
 
@@ -58,6 +58,11 @@ class BuildArgs(CheckedPart):
 
     def __post_init__(self):
         check_fields(self, only=own_fields(BuildArgs), non_empty=("lang_tags",))
+        for code in self.lang_tags:  # a tag no metric or script check knows is refused here, not after training
+            try:
+                scripts_of_language(code)
+            except RecipeError as err:
+                raise RecipeError(f"lang_tags: {err}") from None
         super().__post_init__()
 
     def from_encoder_options(self) -> dict:
