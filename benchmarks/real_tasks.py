@@ -134,25 +134,19 @@ def training_corpus(folder: Path, rows: int | None) -> tuple[dict[str, dict[str,
     that nothing of a test side shapes the vocabulary: ({lang: {"train": file}}, [zh file])."""
     import yaml
 
-    from swcm.data import on_side
+    from swcm.data import LocalSource
     from swcm.specs import SourceSpec, TrainFile
     from swcm.tasks import read_task_file
 
     texts: dict[str, list[str]] = {}
     pretrain = yaml.safe_load((RECIPES / "real-pretrain-cpu.yaml").read_text(encoding="utf-8"))
     for item in pretrain["sources"]:
-        spec = SourceSpec(**{**item, "path": data_path(item["path"])})
-        langs = [spec.lang] if spec.task == "dae" else spec.langs
-        side = (spec.split, spec.test_share, spec.split_field)
-        with open(spec.path, encoding="utf-8") as handle:
-            for count, line in enumerate(handle):
-                if rows is not None and count >= rows:
-                    break
-                row = json.loads(line)
-                values = [str(row.get(f, "")) for f in spec.fields]
-                if all(v.strip() for v in values) and on_side(str(row.get(spec.split_field or spec.fields[0])), side):
-                    for lang, value in zip(langs, values, strict=True):
-                        texts.setdefault(lang, []).append(value)
+        source = LocalSource(SourceSpec(**{**item, "path": data_path(item["path"])}), skip_bad=False, cache_dir=None)
+        langs = [source.spec.lang] if source.spec.task == "dae" else source.spec.langs
+        for f, index in enumerate(source.indexes):  # the train side, as pretraining reads it
+            for line in range(min(len(index.offsets), rows or len(index.offsets))):
+                for lang, value in zip(langs, source.read(f, line)[0], strict=True):
+                    texts.setdefault(lang, []).append(value)
     for recipe in STAGES.values():
         for item in yaml.safe_load((RECIPES / recipe).read_text(encoding="utf-8"))["train"]:
             spec = TrainFile(**{**item, "path": data_path(item["path"])})

@@ -135,10 +135,10 @@ def build_line_index(
             line_no += 1
             try:
                 if raw.strip():
-                    values = parse_row(path, line_no, raw, fields)
+                    values = parse_row(path, line_no, raw, [*fields, side[2]] if side[2] else fields)
+                    key = values.pop() if side[2] else values[0]  # the split field, read in the same parse
                     if not all(v.strip() for v in values):
                         raise DataError(f"{path}:{line_no}: empty text in field(s) {list(fields)}")
-                    key = parse_row(path, line_no, raw, [side[2]])[0] if side[2] else values[0]
                     if on_side(key, side):
                         offsets.append(offset)
                         lengths.append(len(raw))
