@@ -126,3 +126,15 @@ def e5_dir(e5_cache) -> Path:
     from swcm.packaged import materialize
 
     return materialize("multilingual-e5-small", cache_dir=e5_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_xlmr, tmp_path_factory) -> Path:
+    """An XLM-SWCM model folder built from the tiny XLM-R (untrained), with its tokenizer."""
+    from swcm import SWCMForConditionalGeneration
+
+    out = tmp_path_factory.mktemp("cli") / "model"
+    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -95,17 +95,6 @@ def _one_line(capsys, command: str) -> str:
     return err[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_xlmr, tmp_path_factory):
-    from swcm import SWCMForConditionalGeneration
-
-    out = tmp_path_factory.mktemp("cli") / "model"
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def test_an_encoder_without_its_tokenizer_is_refused(tiny_xlmr, tmp_path, capsys):
     encoder = tmp_path / "encoder"
     shutil.copytree(tiny_xlmr, encoder)
@@ -228,6 +217,26 @@ def test_a_damaged_weights_file_is_one_line(tiny_model, tmp_path, capsys):
     assert "model.safetensors) is damaged or incomplete" in _one_line(capsys, "generate")
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fill the disk")
+def test_an_output_that_cannot_be_written_is_one_line_and_a_link_stays_a_link(tiny_model, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("中文\n", encoding="utf-8")
+    args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug", "--input", str(source), "--num_beams", "1"]
+    assert main([*args, "--max_new_tokens", "2", "--output", "/dev/full"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading and generating bars
+    assert (
+        last
+        == "swcm generate: error: --output /dev/full: could not write it (No space left on device); nothing was saved"
+    )
+    kept = tmp_path / "kept.txt"
+    kept.write_text("earlier outputs\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(kept)
+    assert main([*args, "--max_new_tokens", "2", "--output", str(link)]) == 0
+    assert link.is_symlink() and kept.read_text() != "earlier outputs\n"  # written through the link, not over it
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no staging file left behind"
+
+
 def test_generate_counts_the_inputs_it_cuts(tiny_model, tmp_path, capsys):
     source = tmp_path / "in.txt"
     source.write_text("中文\n" + "世界 " * 5000 + "\n", encoding="utf-8")
@@ -250,7 +259,7 @@ def test_evaluate_checks_every_language_first_and_keeps_each_as_it_finishes(tiny
     assert main([*args, "--tgt_langs", "ug"]) == 2
     assert _one_line(capsys, "evaluate").endswith("tgt_langs: expected a list (on the command line: [a,b]); got 'ug'")
     assert main([*args, "--tgt_langs", "[ug,kk]"]) == 2
-    assert "pairs.kk.jsonl (for kk) not found" in _one_line(capsys, "evaluate")
+    assert _one_line(capsys, "evaluate").endswith(f"--data (for kk) {tmp_path / 'pairs.kk.jsonl'}: no such file")
     assert not out.exists(), "nothing generated before every file was found"
     assert main([*args, "--tgt_langs", "[ug]", "--limit", "0"]) == 2
     assert _one_line(capsys, "evaluate").endswith("limit: must be > 0, got 0")

@@ -38,10 +38,19 @@ def test_build_writes_a_card_and_evaluation_adds_its_scores(tiny_xlmr, tmp_path)
     assert "decoder_init=shared" in readme and "sublayer gates 0.02" in readme
     assert "Not trained yet" in readme and "Not evaluated yet" in readme
     row = {"task": "translation", "lang": "ug", "n": 3, "chrf++": 12.34, "rougeL_f": 5.0, "off_target": 0.0}
+    row["file"], row["split"] = "data/ui.jsonl", "test"
     assert add_evaluation(out, [row], tmp_path / "eval" / "report.json")
     readme = (out / "README.md").read_text(encoding="utf-8")
-    assert "| translation | ug | 3 | 12.3 |" in readme and "Not evaluated yet" not in readme
+    assert "| translation | ug | ui.jsonl (test side) | 3 | 12.3 |" in readme and "Not evaluated yet" not in readme
     assert json.loads((out / CARD_DATA).read_text())["evaluation"][0]["lang"] == "ug"
+    # another file's scores stand beside the first, each naming its report; the same file again replaces its row
+    other = {**row, "file": "data/ntrex.jsonl", "split": "all", "chrf++": 3.0}
+    assert add_evaluation(out, [other], tmp_path / "eval-ntrex" / "report.json")
+    assert add_evaluation(out, [{**row, "chrf++": 20.0}], tmp_path / "eval-again" / "report.json")
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "| translation | ug | ntrex.jsonl | 3 | 3.0 |" in readme
+    assert "| translation | ug | ui.jsonl (test side) | 3 | 20.0 |" in readme and "| 12.3 |" not in readme
+    assert f"`{tmp_path / 'eval-ntrex' / 'report.json'}`, `{tmp_path / 'eval-again' / 'report.json'}`" in readme
     # a folder swcm did not save keeps its own README
     assert not add_evaluation(tmp_path, [row], "report.json")
 

@@ -208,7 +208,7 @@ def test_cli_convert_release(release, tiny_xlmr, tmp_path, capsys):
         )
         == 2
     )
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "--checkpoint " + str(tmp_path / "nope.bin") + ": no such file" in capsys.readouterr().err
 
 
 def test_a_damaged_or_foreign_checkpoint_is_one_line(release, tiny_xlmr, tmp_path):
@@ -223,3 +223,20 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line(release, tiny_xlmr, tmp_pat
     torch.save({**state, "decoder.layers.x.ffn.0.weight": torch.zeros(1)}, tmp_path / "odd.bin")
     with pytest.raises(ReleaseError, match=r"layer index that is not a number: \['x'\]"):
         convert_release(tmp_path / "odd.bin", str(tiny_xlmr))
+
+
+def test_a_compressed_checkpoint_is_refused_before_it_unpacks(release, tiny_xlmr, tmp_path):
+    """torch.save never compresses: a deflated entry (a small file that unpacks to gigabytes) is refused from the
+    zip's directory, before any tensor is read."""
+    import zipfile
+
+    _, path = release
+    packed = tmp_path / "packed.bin"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    with pytest.raises(ReleaseError, match=r"compressed entries \(first: .*\); torch.save never compresses"):
+        convert_release(packed, str(tiny_xlmr))
+    (tmp_path / "text.bin").write_text("not a checkpoint\n")
+    with pytest.raises(ReleaseError, match="text.bin: not a torch checkpoint"):
+        convert_release(tmp_path / "text.bin", str(tiny_xlmr))

@@ -126,13 +126,13 @@ def test_demo_page_is_served(client):
 
 
 @contextmanager
-def running_server(app):
+def running_server(app, **config):
     """uvicorn on a free loopback port, in a thread; yields the base URL."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -163,10 +163,67 @@ class BlockingGenerator(Generator):
     """Holds every generation until released: shows what the queue does while the worker is busy."""
 
     release = threading.Event()
+    calls = 0
 
     def generate(self, request):
+        type(self).calls += 1
         self.release.wait(30)
         return super().generate(request)
+
+
+def health(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url + "/health").read())
+
+
+def test_a_request_whose_client_left_is_dropped_from_the_queue(model_dir):
+    """A client that gives up no longer holds a place: its waiting request is dropped and never generated."""
+
+    class Blocking(BlockingGenerator):
+        release = threading.Event()
+        calls = 0
+
+    generator = Blocking.load(model_dir, ServeLimits(max_queue=2, max_new_tokens=8))
+    body = {"text": "你好", "tgt_lang": "ug", "num_beams": 1, "max_new_tokens": 4}
+    with running_server(create_app(generator)) as url, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(post, url, body)
+        while health(url)["queue"] < 1:
+            time.sleep(0.02)
+        with pytest.raises(OSError):  # (a timeout) the client gives up and closes its connection
+            post(url, body, timeout=0.5)
+        deadline = time.time() + 10
+        while health(url)["dropped"] < 1:
+            assert time.time() < deadline, "the request of the client that left was not dropped"
+            time.sleep(0.05)
+        assert health(url)["queue"] == 1, "its place in the queue is free again"
+        generator.release.set()
+        assert running.result()[0] == 200
+        assert Blocking.calls == 1, "the dropped request was never generated"
+
+
+def test_headers_that_trickle_in_are_cut_off(model_dir):
+    """slow-loris: a connection whose request headers do not arrive within the deadline is closed; one that sends
+    them in time is served, also for a second request on the same connection."""
+    from swcm.serving import header_deadline_protocol
+
+    generator = Generator.load(model_dir, ServeLimits(max_new_tokens=8))
+    with running_server(create_app(generator), http=header_deadline_protocol(0.5)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+        slow.settimeout(5)
+        started = time.perf_counter()
+        assert slow.recv(100) == b"", "the server closed the connection"
+        assert 0.4 < time.perf_counter() - started < 3
+        slow.close()
+        import http.client
+
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(2):  # the same connection (keep-alive), each request's headers in time
+            kept.request("GET", "/health")
+            answer = kept.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["status"] == "ok"
+            time.sleep(0.3)
+        kept.close()
 
 
 def test_a_full_queue_answers_503_at_once(model_dir):

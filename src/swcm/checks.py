@@ -13,7 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-from .errors import CheckpointError, RecipeError
+from .errors import RecipeError
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -161,54 +161,12 @@ class CheckedPart:
         pass
 
 
-def check_model_dir(model: Path, flag: str = "--model"):
-    """The model's config (an XLM-SWCM one). A local folder must exist and hold an XLM-SWCM config.json and its
-    tokenizer files; only an `owner/name` that is no local path is left to the hub (a bare name is not looked up
-    there: a mistyped folder fails at once instead of after the hub's retries)."""
-    import json
-    import os
-
-    from .configuration_swcm import SWCMConfig
-    from .folders import TOKENIZER_FILES
-
-    text = str(model)
-    looks_local = os.path.exists(model) or model.is_absolute() or text.startswith((".", "~")) or len(model.parts) != 2
-    if not looks_local:
-        return SWCMConfig.from_pretrained(model)
-    if not os.path.isdir(model):
-        raise CheckpointError(f"{flag} {model}: no such model folder")
-    if not (model / "config.json").is_file():
-        raise CheckpointError(f"{flag} {model}: not a model folder (no config.json)")
-    try:
-        kind = json.loads((model / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        raise CheckpointError(f"{flag} {model}: config.json is not a JSON object") from None
-    if kind != SWCMConfig.model_type:
-        raise CheckpointError(
-            f"{flag} {model}: not an XLM-SWCM model (model_type {kind!r}); `swcm build` makes one from an encoder"
-        )
-    if not any((model / name).is_file() for name in TOKENIZER_FILES):
-        raise CheckpointError(f"{flag} {model}: no tokenizer files ({' / '.join(TOKENIZER_FILES)})")
-    return SWCMConfig.from_pretrained(model)
-
-
-def check_output_path(path: Path, flag: str) -> None:
-    """Fail before any model work when an output cannot be written."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise RecipeError(f"{flag} {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise RecipeError(f"{flag} {path}: is a folder, expected a file")
-
-
 __all__ = [
     "CheckedPart",
     "RecipeError",
     "build_each",
     "build_one",
     "check_fields",
-    "check_model_dir",
-    "check_output_path",
     "coerce",
     "own_fields",
 ]

@@ -370,7 +370,8 @@ def run_command(name: str, args, flags: RunFlags | None) -> int:
     module, function = _entry(name)[2].split(":")
     runner = getattr(importlib.import_module(f"{__package__}.{module}"), function)
     if isinstance(args, ModelOut):  # a used folder refused before any model work; --overwrite only over a model
-        from .folders import check_model_out, replacing_model
+        from .folders import replacing_model
+        from .paths import check_model_out
 
         check_model_out(Path(args.out), args.overwrite)
         with replacing_model(Path(args.out), args.overwrite):

@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .choices import PRETRAIN_TASKS
 from .errors import DataError
 from .noising import NoiseConfig, noise_document, split_sentences
+from .paths import check_input_file
 from .specs import SourceSpec, in_test_split
 
 # ------------------------------------------------------------------------------------------------ local files
@@ -171,6 +172,12 @@ class LocalSource:
         paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec.path)))
         if not paths:
             raise DataError(f"source {spec.path}: no such file")
+        for path in paths:
+            if path.is_dir():
+                raise DataError(
+                    f"source {path}: is a folder, expected a file (a pattern like {path}/*.txt reads its files)"
+                )
+            check_input_file(path, "source")
         side = (spec.split, spec.test_share, spec.split_field)
         self.indexes = [build_line_index(p, spec.fields, skip_bad, cache_dir, side) for p in paths]
         self.skipped = sum(i.skipped for i in self.indexes)

@@ -19,3 +19,7 @@ class DataError(SWCMError, ValueError):
 class CheckpointError(SWCMError, ValueError):
     """A model, encoder or checkpoint that cannot be used as asked: missing, unreadable, of another architecture,
     or without what the command needs (e.g. a language tag)."""
+
+
+class StorageError(SWCMError, OSError):
+    """What swcm could not write (a full disk, a folder without write permission); the earlier outputs are kept."""

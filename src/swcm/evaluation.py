@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from transformers import AutoTokenizer
 
-from .checks import check_model_dir, own_fields
+from .checks import own_fields
 from .encoders import load_model_folder
-from .errors import DataError, RecipeError
+from .folders import write_atomically
 from .generation import generate_texts, prepare_for_inference
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
 from .model_card import add_evaluation
+from .paths import check_input_file, check_model_dir, check_output_folder
 from .specs import HeldoutFile, TaskSpec
 from .tasks import mrc_sources, read_task_file
 
@@ -48,6 +49,7 @@ def evaluate_file(
     rouge = rouge_l(outputs, references)
     row = {
         "file": str(path),
+        "split": spec.split,
         "task": spec.task,
         "lang": spec.tgt_lang,
         "n": len(outputs),
@@ -112,12 +114,12 @@ def write_report(rows: list[dict], predictions: dict[str, list[dict]], out_dir: 
     out = Path(out_dir)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     for name, items in predictions.items():
-        with (out / "predictions" / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    (out / "report.json").write_text(
-        json.dumps({"settings": settings, "results": rows}, ensure_ascii=False, indent=1), encoding="utf-8"
+        lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+        write_atomically(out / "predictions" / f"{name}.jsonl", lines)
+    write_atomically(
+        out / "report.json", json.dumps({"settings": settings, "results": rows}, ensure_ascii=False, indent=1)
     )
-    (out / "report.md").write_text(report_markdown(rows), encoding="utf-8")
+    write_atomically(out / "report.md", report_markdown(rows))
     return out / "report.md"
 
 
@@ -199,8 +201,7 @@ def evaluate_command(args: EvaluateArgs) -> str:
     jobs = []
     for lang in args.tgt_langs:
         fill = {k: v.replace("{lang}", lang) for k, v in vars(args).items() if isinstance(v, str)}
-        if not Path(fill["data"]).is_file():
-            raise DataError(f"--data {args.data}: {fill['data']} (for {lang}) not found")
+        check_input_file(Path(fill["data"]), "--data" if fill["data"] == args.data else f"--data (for {lang})")
         fields = {name: fill[name] for name in own_fields(TaskSpec) if name.endswith("_field") and name in fill}
         spec = TaskSpec(
             task=args.task,
@@ -211,8 +212,7 @@ def evaluate_command(args: EvaluateArgs) -> str:
             test_share=args.test_share,
         )
         jobs.append((lang, fill["data"], spec))
-    if args.out.exists() and not args.out.is_dir():
-        raise RecipeError(f"--out {args.out}: is a file, expected a folder")
+    check_output_folder(args.out)
     model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
     print(f"swcm evaluate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -2,9 +2,9 @@
 
 - `set_aside` / `restore_set_aside`: --overwrite moves the earlier outputs aside until the new run or command has
   started (or finished), and puts them back if it fails: a mistake never costs the earlier result;
-- `check_model_out`: a model folder (build, vocab, convert-release) is written only into a new or empty folder, or,
-  with --overwrite, over a model swcm wrote there;
-- `hold_run_folder`: a training run's lock on its folder.
+- `own_model_files`: what of a model folder swcm wrote (paths.check_model_out lets --overwrite replace only that);
+- `hold_run_folder`: a training run's lock on its folder;
+- `write_atomically` / `write_output`: a file is replaced whole or not at all (the package's one atomic write).
 Light: no torch.
 """
 
@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DataError, RecipeError
+from .errors import DataError, StorageError
 
 SET_ASIDE = ".swcm-overwritten"
 """Where --overwrite keeps the earlier outputs until the new ones exist."""
@@ -76,26 +78,6 @@ def own_model_files(out: Path) -> tuple[list[str], list[str]]:
     own = set(MODEL_FILES) | ({"README.md"} if "swcm_card.json" in present else set())
     own |= {n for n in present if n.startswith("model-") and n.endswith(".safetensors")}  # shards
     return [n for n in present if n in own], [n for n in present if n not in own]
-
-
-def check_model_out(out: Path, overwrite: bool, flag: str = "--out") -> None:
-    """A model folder is written into a new or empty folder; a used one only with --overwrite, and only where it
-    holds nothing but a model swcm wrote. Checked before any model work."""
-    if out.exists() and not out.is_dir():
-        raise RecipeError(f"{flag} {out}: is a file, expected a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    own, foreign = own_model_files(out)
-    if not overwrite:
-        shown = ", ".join([*own, *foreign][:6]) + (" ..." if len(own) + len(foreign) > 6 else "")
-        raise RecipeError(
-            f"{flag} {out}: the folder is not empty ({shown}); --overwrite replaces a model swcm wrote there, or "
-            "choose another folder"
-        )
-    if foreign:
-        raise RecipeError(
-            f"{flag} {out}: --overwrite replaces only a model's own files, and these are not: {', '.join(foreign)}"
-        )
 
 
 @contextmanager
@@ -163,3 +145,34 @@ def hold_run_folder(out: Path):
             lock.unlink()
         if created and not succeeded and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file beside `path` (unique to this call) and a rename: a reader, or a second
+    process writing the same file, sees the old file or a new one whole, never half; a failed write (disk full)
+    leaves the old one."""
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def write_output(path: Path, text: str, flag: str) -> None:
+    """An output file the user named: a regular file (or a symlink to one) is replaced atomically; a device or a
+    pipe (/dev/stdout, /dev/full, >(...)) is written to as it is. A failure is one line naming the path."""
+    try:
+        target = path.resolve(strict=False)
+        kind = os.stat(target).st_mode if target.exists() else stat.S_IFREG
+        if stat.S_ISREG(kind):
+            write_atomically(target, text)
+        else:
+            with open(target, "w", encoding="utf-8") as file:
+                file.write(text)
+    except OSError as err:
+        raise StorageError(f"{flag} {path}: could not write it ({err.strerror or err}); nothing was saved") from None

@@ -11,7 +11,6 @@ import sys
 import unicodedata
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,12 +27,13 @@ from torch.ao.quantization import (
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from .checks import check_model_dir, check_output_path
 from .choices import QUANTIZE_MODES, Quantize
 from .data import decode_line, text_lines
 from .encoders import first_decoder_position_id, load_model_folder
 from .errors import DataError, RecipeError
+from .folders import write_output
 from .languages import script_of, scripts_of_language
+from .paths import check_input_file, check_model_dir, check_output_path
 
 if TYPE_CHECKING:
     from .cli import GenerateArgs
@@ -276,10 +276,7 @@ def generate_file(args: GenerateArgs) -> None:
     if args.output != "-":
         check_output_path(Path(args.output), "--output")
     if args.input != "-":  # a pipe (/dev/stdin, <(...)) is a file to read too
-        if Path(args.input).is_dir():
-            raise DataError(f"--input {args.input}: is a folder, expected a file")
-        if not Path(args.input).exists():
-            raise DataError(f"--input {args.input}: no such file")
+        check_input_file(Path(args.input), "--input")
     config.lang_tag_id(args.tgt_lang)  # an unknown language fails before anything is read
     name = "<stdin>" if args.input == "-" else args.input
     if args.input == "-":  # bytes, so that a line that is not UTF-8 is named as a file's is
@@ -309,8 +306,10 @@ def generate_file(args: GenerateArgs) -> None:
     result = [""] * len(lines)
     for i, text in zip(keep, outputs, strict=True):
         result[i] = text.replace("\n", " ")
-    target = nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    with target as out:
-        out.write("".join(line + "\n" for line in result))
+    text = "".join(line + "\n" for line in result)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_output(Path(args.output), text, "--output")
     if empty:
         print(f"warning: {len(empty)} empty input line(s) answered with empty output", file=sys.stderr)

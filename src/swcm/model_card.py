@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .choices import PACKAGED_PREFIX
+from .folders import write_atomically
 from .languages import LANGUAGE_NAMES
 
 CARD_DATA = "swcm_card.json"
@@ -35,12 +36,6 @@ def provenance(encoder: str | os.PathLike) -> dict:
         return {"base_model": data.get("base_model"), "license": data.get("license"), "source": name}
     looks_like_hub_id = not Path(name).exists() and name.count("/") == 1 and not name.startswith((".", "/", "~"))
     return {"base_model": name if looks_like_hub_id else None, "license": None, "source": name}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _header(data: dict) -> list[str]:
@@ -83,16 +78,19 @@ def render(data: dict) -> str:
     rows = data.get("evaluation") or []
     if rows:
         lines += [
-            "| task | language | examples | chrF++ | ROUGE-L F / P / R | off-target % |",
-            "|---|---|---|---|---|---|",
+            "| task | language | data | examples | chrF++ | ROUGE-L F / P / R | off-target % |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             rouge = f"{r.get('rougeL_f', 0):.1f} / {r.get('rougeL_p', 0):.1f} / {r.get('rougeL_r', 0):.1f}"
+            split = r.get("split", "all")
+            where = Path(r.get("file") or "?").name + ("" if split == "all" else f" ({split} side)")
             lines.append(
-                f"| {r.get('task')} | {r.get('lang')} | {r.get('n')} | {r.get('chrf++', 0):.1f} | {rouge} | "
+                f"| {r.get('task')} | {r.get('lang')} | {where} | {r.get('n')} | {r.get('chrf++', 0):.1f} | {rouge} | "
                 f"{r.get('off_target', 0):.0f} |"
             )
-        lines += ["", f"From `swcm evaluate` ({data.get('evaluation_source', 'report.json')})."]
+        reports = list(dict.fromkeys(r.get("report") or data.get("evaluation_source") or "?" for r in rows))
+        lines += ["", "From `swcm evaluate`: " + ", ".join(f"`{report}`" for report in reports) + "."]
     else:
         lines.append("Not evaluated yet (`swcm evaluate --model THIS_FOLDER ...` adds its scores here).")
     if data["kind"] == "xlm-swcm":
@@ -126,8 +124,8 @@ def _base(data: dict) -> str:
 def write_card(folder: str | os.PathLike, data: dict) -> None:
     """README.md and swcm_card.json in `folder`, both written atomically."""
     folder = Path(folder)
-    _atomic_write(folder / CARD_DATA, json.dumps(data, ensure_ascii=False, indent=1))
-    _atomic_write(folder / "README.md", render(data))
+    write_atomically(folder / CARD_DATA, json.dumps(data, ensure_ascii=False, indent=1))
+    write_atomically(folder / "README.md", render(data))
 
 
 def card_data(folder: str | os.PathLike | None) -> dict | None:
@@ -190,9 +188,16 @@ def add_evaluation(folder: str | os.PathLike, rows: list[dict], report: str | os
     if not path.is_file() or not os.access(folder, os.W_OK):
         return False
     data = json.loads(path.read_text(encoding="utf-8"))
-    keep = {(r.get("task"), r.get("lang")) for r in rows}
-    earlier = [r for r in data.get("evaluation") or [] if (r.get("task"), r.get("lang")) not in keep]
+    rows = [{**r, "report": str(report)} for r in rows]
+    new = {_evaluation_key(r) for r in rows}
+    earlier = [r for r in data.get("evaluation") or [] if _evaluation_key(r) not in new]
     data["evaluation"] = earlier + rows
-    data["evaluation_source"] = str(report)
+    data.pop("evaluation_source", None)  # (cards before each row named its own report)
     write_card(folder, data)
     return True
+
+
+def _evaluation_key(row: dict) -> tuple:
+    """What a score is of: a new evaluation replaces an earlier row only for the same task, language, data file and
+    split; scores of other files stay beside it."""
+    return row.get("task"), row.get("lang"), row.get("file"), row.get("split", "all")

@@ -20,6 +20,7 @@ from .checks import check_fields
 from .choices import DEFAULT_ENCODER, PRETRAIN_TASKS, DecoderInit, Precision
 from .errors import DataError, RecipeError
 from .languages import LANGUAGE_NAMES, MINORITY_LANGS
+from .paths import check_output_folder
 
 
 @dataclass(kw_only=True)
@@ -254,7 +255,11 @@ def run_quickstart(args: QuickstartArgs, recipe_changes: dict | None = None) -> 
     from .training import TrainingInterrupted, pretrain
 
     precision = resolve_precision(args.precision)
+    from .encoders import load_encoder_config
+
     out = Path(args.out)
+    check_output_folder(out)
+    load_encoder_config(args.encoder)  # a missing or unusable encoder: one line before anything is written
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 

@@ -22,6 +22,7 @@ from .encoders import load_encoder_config, load_tokenizer
 from .errors import CheckpointError
 from .languages import LANGS, lang_tag
 from .modeling_swcm import SWCMForConditionalGeneration
+from .paths import check_input_file
 from .tokenization import end_token_id, start_token_id
 
 if TYPE_CHECKING:
@@ -70,6 +71,25 @@ def _unpickler_reason(err: Exception) -> str:
     return "unreadable as a tensor checkpoint"
 
 
+def _refuse_compressed_entries(path: Path) -> None:
+    """torch.save stores a zip checkpoint's entries uncompressed; a compressed one can unpack to far more memory
+    than the file's size before any shape is checked (a 1 MB file held a 512 MB tensor), so it is refused."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # the legacy format: plain pickle, read by weights_only's unpickler
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ReleaseError(f"{path}: a damaged zip checkpoint ({err})") from None
+    if packed:
+        raise ReleaseError(
+            f"{path}: {len(packed)} compressed entries (first: {packed[0]}); torch.save never compresses, so this "
+            "file was not written by it and is refused"
+        )
+
+
 REQUIRED_KEYS = ("encoder.embeddings.word_embeddings.weight", "decoder.last_linear.weight")
 """Keys the conversion reads before the full key map checks everything."""
 
@@ -78,17 +98,21 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors: unwrapped from {"model_state_dict" | "state_dict": ...}, DataParallel's `module.`
     prefix removed. Refuses any pickled object that is not a tensor or a plain container."""
     path = Path(path)
-    if not path.is_file():
-        raise ReleaseError(f"{path}: checkpoint not found")
+    check_input_file(path, "--checkpoint")
+    _refuse_compressed_entries(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except EOFError:
         raise ReleaseError(f"{path}: empty or cut short, not a checkpoint") from None
     except (pickle.UnpicklingError, RuntimeError) as err:
+        if not _unpickler_reason(err):
+            raise ReleaseError(f"{path}: not a torch checkpoint ({' '.join(str(err).split())[:120]})") from None
         raise ReleaseError(
             f"{path}: refused, not a plain tensor checkpoint ({_unpickler_reason(err)}); only tensors and plain "
             "containers are read, never other pickled objects"
         ) from None
+    except Exception as err:  # torch.load on bytes that are no checkpoint fails in many ways (IndexError, ...)
+        raise ReleaseError(f"{path}: not a torch checkpoint ({type(err).__name__}: {err})") from None
     for wrapper in ("model_state_dict", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

@@ -267,7 +267,10 @@ def create_app(generator: Generator) -> FastAPI:
     app = FastAPI(title="swcm", description="XLM-SWCM generation for bo / ug / kk / mn / zh")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes(generator.limits))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swcm-generate")
-    state = {"admitted": 0, "served": 0, "rejected": 0}
+    state = {"admitted": 0, "served": 0, "rejected": 0, "dropped": 0}
+
+    def release() -> None:  # a slot is free once its job has run, or was cancelled before it ran
+        state["admitted"] -= 1
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError):
@@ -287,6 +290,7 @@ def create_app(generator: Generator) -> FastAPI:
             "max_queue": generator.limits.max_queue,
             "served": state["served"],
             "rejected": state["rejected"],
+            "dropped": state["dropped"],
         }
 
     @app.get("/info")
@@ -294,7 +298,7 @@ def create_app(generator: Generator) -> FastAPI:
         return generator.info()
 
     @app.post("/generate", response_model=GenerateResponse)
-    async def generate(request: GenerateRequest):
+    async def generate(request: GenerateRequest, http: Request):
         validate(request, generator)
         # Admission is decided on the event loop thread, so the counter needs no lock.
         if state["admitted"] >= generator.limits.max_queue:
@@ -305,17 +309,74 @@ def create_app(generator: Generator) -> FastAPI:
                 headers={"Retry-After": "1"},
             )
         state["admitted"] += 1
+        loop = asyncio.get_running_loop()
+        work = executor.submit(generator.generate, request)
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
+        job = asyncio.wrap_future(work)
+        leaving = asyncio.ensure_future(_client_left(http))
+        await asyncio.wait({job, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        leaving.cancel()
+        if not job.done():  # the client left: a job still waiting never runs; one running ends unread
+            work.cancel()
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())
+            state["dropped"] += 1
+            return JSONResponse(status_code=499, content={"detail": "the client closed the connection"})
         try:
-            response = await asyncio.get_running_loop().run_in_executor(executor, generator.generate, request)
+            response = job.result()
         except DataError as err:  # e.g. a question that alone is longer than max_source_tokens
             raise HTTPException(413, str(err)) from None
-        finally:
-            state["admitted"] -= 1
         state["served"] += 1
         return response
 
     app.router.on_shutdown.append(lambda: executor.shutdown(wait=False, cancel_futures=True))
     return app
+
+
+async def _client_left(http: Request, every: float = 0.1) -> None:
+    """Returns once the client has closed its connection (a request waiting in the queue is then dropped)."""
+    while not await http.is_disconnected():
+        await asyncio.sleep(every)
+
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a request's headers; a connection that trickles them (slow-loris) is closed."""
+
+
+def header_deadline_protocol(timeout: float = HEADER_TIMEOUT) -> type:
+    """uvicorn's h11 protocol with a deadline for each request's headers, which uvicorn itself lacks (its keep-alive
+    timeout covers idle connections only): armed when a connection opens and after each response, met when the next
+    request's headers are complete."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline = None
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a pipelined request already running: generation time is not a header deadline
+            waiting_after = self.cycle  # a new request replaces the cycle: its headers arrived in time
+            self._deadline = self.loop.call_later(timeout, self._too_slow, waiting_after)
+
+        def _too_slow(self, waiting_after) -> None:
+            if self.cycle is waiting_after and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -351,8 +412,10 @@ def serve(
     )
     if generator.clamped:
         print(f"swcm serve: limits lowered to the model: {'; '.join(generator.clamped)}", flush=True)
-    # idle keep-alive connections close after 5 s (uvicorn has no timeout for headers that arrive slowly)
-    config = uvicorn.Config(create_app(generator), log_level="warning", timeout_keep_alive=5)
+    # idle keep-alive connections close after 5 s, and headers must arrive within HEADER_TIMEOUT
+    config = uvicorn.Config(
+        create_app(generator), log_level="warning", timeout_keep_alive=5, http=header_deadline_protocol()
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -2,15 +2,13 @@
 (DDP, FSDP or DeepSpeed come from the launcher's configuration). AdamW, linear schedule with warmup, gradient
 clipping, accumulation up to the global batch, bf16 / fp16 autocast.
 
-Checkpoints are written to a temporary folder, given a manifest of SHA-256 sums, then renamed into place: a
-checkpoint either exists whole or not at all. `resume` takes the newest checkpoint whose manifest verifies and
-restores model, optimizer, scheduler, RNG and the data position (the micro-batch index), so a killed and resumed
-run follows the loss curve of an uninterrupted one.
+Checkpoints (checkpointing.py) exist whole or not at all. `resume` takes the newest checkpoint whose manifest
+verifies and restores model, optimizer, scheduler, RNG and the data position (the micro-batch index), so a killed and
+resumed run follows the loss curve of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,115 +26,19 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
+from .checkpointing import TRAINER_STATE, latest_good_checkpoint, save_checkpoint
 from .data import ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
 from .encoders import first_decoder_position_id, load_model_folder
 from .errors import DataError
 from .evaluation import recipe_heldout_evaluator
-from .folders import hold_run_folder, restore_set_aside, set_aside
+from .folders import hold_run_folder, restore_set_aside, set_aside, write_atomically
 from .modeling_swcm import SWCMForConditionalGeneration
+from .paths import check_model_dir, check_output_folder, local_model_type
 from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
 from .tasks import FinetuneExamples, finetune_items
-
-MANIFEST = "manifest.json"
-TRAINER_STATE = "trainer_state.json"
-
-
-# ------------------------------------------------------------------------------------------------ checkpoints
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: a reader sees the old file or the new one, never half."""
-    staging = path.with_name(f".tmp-{path.name}")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-
-
-def write_manifest(folder: Path) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    for p in [*files, folder / MANIFEST]:
-        _fsync(p)
-    _fsync(folder)
-
-
-def verify_checkpoint(folder: Path) -> str | None:
-    """None if the checkpoint is whole, else what is wrong with it."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        return "no manifest (interrupted while writing)"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return "unreadable manifest"
-    for name, entry in manifest.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
-            return f"{name} does not match its checksum"
-    if TRAINER_STATE not in manifest:
-        return f"no {TRAINER_STATE}"
-    return None
-
-
-def checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint folders, newest first."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
-
-
-def latest_good_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
-    """The newest checkpoint that verifies, and a message for each newer one that does not."""
-    problems = []
-    for candidate in checkpoints(folder):
-        problem = verify_checkpoint(candidate)
-        if problem is None:
-            return candidate, problems
-        problems.append(f"checkpoint {candidate} is unusable ({problem}); trying the previous one")
-    return None, problems
-
-
-def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict, keep: int) -> Path:
-    final = folder / f"step-{step:08d}"
-    staging = folder / f".tmp-step-{step:08d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))  # model, optimizer, scheduler, RNG of every process
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (staging / TRAINER_STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-        write_manifest(staging)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        _fsync(folder)
-        for old in checkpoints(folder)[keep:]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
 
 # ------------------------------------------------------------------------------------------------------ setup
 
@@ -157,7 +59,8 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
     """An existing XLM-SWCM directory, or one built from the recipe's encoder (optionally vocabulary-pruned)."""
     torch.manual_seed(recipe.seed)  # every process builds the same random parts; dropout follows the seed on every path
     path = Path(recipe.model).expanduser()
-    if path.is_dir() and AutoConfig.from_pretrained(path).model_type == "swcm":
+    if local_model_type(path) == "swcm":
+        check_model_dir(path, "model")
         model, tokenizer = load_model_folder(path), AutoTokenizer.from_pretrained(path)
     else:
         encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
@@ -394,8 +297,7 @@ def run_training(
     step, total_steps)`, if given, runs on the main process at every log step and its dict joins the log row (e.g.
     held-out losses: evaluation.heldout_evaluator). The run holds its out folder throughout (hold_run_folder)."""
     out = Path(recipe.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"out {out}: is a file, expected a folder")
+    check_output_folder(out)
     check_out_folder(out, recipe, resume, overwrite)  # before the lock: a refused run leaves no folder behind
     with hold_run_folder(out) as created:
         return _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created)
@@ -429,7 +331,7 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         raise
     if main:  # only once start-up has worked: a failed start leaves an earlier run's recipe as it was
-        _atomic_write(out / "recipe.json", json.dumps(_recipe_json(recipe), indent=1))
+        write_atomically(out / "recipe.json", json.dumps(_recipe_json(recipe), indent=1))
         if aside is not None:
             shutil.rmtree(aside)
     task_names = examples.task_names

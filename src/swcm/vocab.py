@@ -22,14 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from . import modeling_swcm  # noqa: F401  (registers XLM-SWCM with the Auto classes, which open models here)
 from .data import json_object, text_lines
-from .encoders import load_encoder
+from .encoders import load_encoder, load_encoder_config, load_model_folder, load_tokenizer
 from .errors import DataError, RecipeError
 from .languages import LANGS
 from .model_card import encoder_card_data, write_card
+from .paths import check_model_dir, local_model_type
 
 if TYPE_CHECKING:
     from .cli import ExtendArgs, PruneArgs
@@ -194,11 +195,11 @@ def _relayout_rows(
 
 def _load(model_dir: Path):
     """(model, tokenizer, is_swcm): an XLM-SWCM model or a bare encoder directory."""
-    config = AutoConfig.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if config.model_type == "swcm":
-        return AutoModelForSeq2SeqLM.from_pretrained(model_dir), tokenizer, True
-    return load_encoder(model_dir), tokenizer, False
+    if local_model_type(model_dir) == "swcm":
+        check_model_dir(Path(model_dir))
+        return load_model_folder(model_dir), AutoTokenizer.from_pretrained(model_dir), True
+    load_encoder_config(model_dir)  # a missing folder, no config.json, sizes that do not fit: one line, at once
+    return load_encoder(model_dir), load_tokenizer(model_dir), False
 
 
 @torch.no_grad()
