@@ -24,7 +24,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swcm.benchmarking import machine, markdown_table, mean_sd, write_json
+if __package__ in (None, ""):  # `python benchmarks/ablations.py`: the repository root, for `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine, markdown_table, mean_sd, write_json
 from swcm.choices import DEFAULT_ENCODER, Precision
 from swcm.languages import MINORITY_LANGS
 
@@ -89,7 +92,7 @@ class AblationArgs:
 
 
 def quickstart_args(args: AblationArgs, variant: str, seed: int):
-    from swcm.quickstart import QuickstartArgs
+    from swcm.arguments import QuickstartArgs
 
     return QuickstartArgs(
         out=args.work / f"{variant}-seed{seed}",

@@ -16,11 +16,16 @@ import json
 import random
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swcm.benchmarking import benchmark_encoder, machine, markdown_table, mean_sd, require_shared_data, write_json
+if __package__ in (None, ""):  # `python benchmarks/init_study.py`: the repository root, for `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import benchmark_encoder, machine, markdown_table, mean_sd, require_shared_data, write_json
+from swcm import from_encoder
 from swcm.choices import DEFAULT_ENCODER, Precision
 from swcm.languages import MINORITY_LANGS
 
@@ -211,7 +216,6 @@ def run_variant(
     """The run's log rows (step 0: the start diagnostics), and whether it was trained now (False: reused)."""
     import torch
 
-    from swcm import SWCMForConditionalGeneration
     from swcm.diagnostics import decoder_start
     from swcm.evaluation import heldout_evaluator
     from swcm.recipe import FinetuneRecipe
@@ -228,9 +232,7 @@ def run_variant(
     if args.reuse and (run / "train" / "final").is_dir() and log.is_file():
         return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line], False
     torch.manual_seed(seed)
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(
-        encoders[encoder_kind], lang_tags=(*LANGS, "zh"), return_tokenizer=True, **options
-    )
+    model, tokenizer = from_encoder(encoders[encoder_kind], lang_tags=(*LANGS, "zh"), return_tokenizer=True, **options)
     start = decoder_start(model, tokenizer).as_dict()
     model.save_pretrained(run / "start")
     tokenizer.save_pretrained(run / "start")

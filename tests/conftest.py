@@ -20,6 +20,8 @@ from transformers import (
     XLMRobertaTokenizer,
 )
 
+from swcm import from_encoder
+
 # Characters of the five scripts, so tiny tokenizers cover text in every language the project targets.
 CHARS = sorted(
     set("abcdefghijklmnopqrstuvwxyz0123456789.,!?")
@@ -131,10 +133,9 @@ def e5_dir(e5_cache) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_xlmr, tmp_path_factory) -> Path:
     """An XLM-SWCM model folder built from the tiny XLM-R (untrained), with its tokenizer."""
-    from swcm import SWCMForConditionalGeneration
 
     out = tmp_path_factory.mktemp("cli") / "model"
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from swcm import from_encoder
 from swcm.adapt import adapt, word_units
 from swcm.cli import main
 from swcm.recipe import AdaptRecipe
@@ -59,9 +60,8 @@ def test_adapt_trains_the_encoder_and_saves_it_with_its_head(tiny_xlmr, tmp_path
     held = report["heldout"]["zh"]
     assert held["tokens"] > 0 and held["loss_after"] < held["loss_before"]
     # the adapted encoder builds an XLM-SWCM model (its MLM head is left behind by the encoder loader)
-    from swcm import SWCMForConditionalGeneration
 
-    model = SWCMForConditionalGeneration.from_encoder(final)
+    model = from_encoder(final)
     assert model.config.vocab_size >= mlm.config.vocab_size
 
 

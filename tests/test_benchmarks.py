@@ -4,25 +4,26 @@
 import json
 
 import pytest
-from benchmarks import ablations, speed
+from benchmarks import ablations, quantized_agreement, speed
 from benchmarks import init_study as study
+
+from swcm import from_encoder
 
 from .conftest import SHARED_DATA
 
 
 def test_divergence_gap_is_fp32s_gap_where_the_tokens_first_differ():
     reference = ([5, 6, 7, 2], [0.9, 0.02, 0.5, 0.3])
-    assert speed._divergence_gap(reference, [5, 6, 7, 2]) is None
-    assert speed._divergence_gap(reference, [5, 8, 7, 2]) == 0.02
-    assert speed._divergence_gap(reference, [5, 6]) == 0.5, "a shorter output differs where it stopped"
-    assert speed._divergence_gap(reference, [5, 6, 7, 2, 9]) == 0.3, "a longer one after fp32's last step"
+    assert quantized_agreement._divergence_gap(reference, [5, 6, 7, 2]) is None
+    assert quantized_agreement._divergence_gap(reference, [5, 8, 7, 2]) == 0.02
+    assert quantized_agreement._divergence_gap(reference, [5, 6]) == 0.5, "a shorter output differs where it stopped"
+    assert quantized_agreement._divergence_gap(reference, [5, 6, 7, 2, 9]) == 0.3, "a longer one after fp32's last step"
 
 
 def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
-    from swcm import SWCMForConditionalGeneration
 
     agreement_model = tmp_path / "trained"
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(agreement_model)
     tokenizer.save_pretrained(agreement_model)
     args = speed.SpeedArgs(

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import swcm.modeling_swcm  # noqa: F401  (registers the Auto classes)
+from swcm import from_encoder
 from swcm.cli import main
 from swcm.folders import TOKENIZER_FILES
 
@@ -107,13 +108,12 @@ def test_an_encoder_without_its_tokenizer_is_refused(tiny_xlmr, tmp_path, capsys
 
 
 def test_a_tokenizer_of_other_weights_is_refused(tiny_xlmr, tiny_bert, tmp_path, capsys):
-    from swcm import SWCMForConditionalGeneration
     from swcm.encoders import EncoderError, load_tokenizer
 
     small = load_tokenizer(tiny_xlmr)
     small.add_tokens([f"extra{i}" for i in range(len(small))])  # twice the rows the embeddings have
     with pytest.raises(EncoderError, match="does not belong to these weights"):
-        SWCMForConditionalGeneration.from_encoder(tiny_xlmr, tokenizer=small)
+        from_encoder(tiny_xlmr, tokenizer=small)
 
 
 @pytest.mark.parametrize(
@@ -237,15 +237,50 @@ def test_an_output_that_cannot_be_written_is_one_line_and_a_link_stays_a_link(ti
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no staging file left behind"
 
 
-def test_generate_counts_the_inputs_it_cuts(tiny_model, tmp_path, capsys):
+def test_generate_evaluate_and_serve_count_the_same_inputs_as_cut(tiny_model, tmp_path, capsys):
+    """One cut (generation.source_batches): the three commands count the inputs it cuts, on the same inputs."""
+    import json
+
+    from swcm.arguments import ServeLimits
+    from swcm.generation import source_token_limit
+    from swcm.serving import GenerateRequest, Generator
+
+    generator = Generator.load(tiny_model, ServeLimits())
+    limit = source_token_limit(generator.model, generator.tokenizer)
+    assert generator.limits.max_source_tokens == limit  # the server's limit follows the model, as the others do
+
+    def text_of(tokens: int) -> str:  # a text of exactly this many tokens (specials included)
+        words = 1
+        while len(generator.tokenizer("世界 " * words)["input_ids"]) < tokens:
+            words += 1
+        return "世界 " * words
+
+    texts = [text_of(limit - 1), text_of(limit) + "中", text_of(limit + 1), "中文", text_of(3 * limit)]
+    lengths = [len(generator.tokenizer(t)["input_ids"]) for t in texts]
+    expected = sum(n > limit for n in lengths)
+    assert expected >= 2 and lengths[0] <= limit
+    served = [generator.generate(GenerateRequest(text=t, tgt_lang="ug", num_beams=1, max_new_tokens=2)) for t in texts]
+    assert sum(r.truncated for r in served) == expected
+    assert [r.input_tokens for r in served] == [min(n, limit) for n in lengths]
+
     source = tmp_path / "in.txt"
-    source.write_text("中文\n" + "世界 " * 5000 + "\n", encoding="utf-8")
+    source.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     out = tmp_path / "out.txt"
     args = ["generate", "--model", str(tiny_model), "--tgt_lang", "ug", "--input", str(source), "--output", str(out)]
     assert main([*args, "--num_beams", "1", "--max_new_tokens", "2"]) == 0
+    first = next(n for n, length in enumerate(lengths, 1) if length > limit)
     err = capsys.readouterr().err
-    assert "1 input line(s) longer than the model's" in err and f"(first: {source}:2)" in err
-    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+    assert f"{expected} input line(s) longer than the model's {limit} tokens were cut to it" in err
+    assert f"(first: {source}:{first})" in err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(texts)
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"zh": t, "ug": "x"}, ensure_ascii=False) + "\n" for t in texts))
+    report = tmp_path / "report"
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(data), "--task", "translation", "--out", str(report)]
+    assert main([*args, "--tgt_langs", "[ug]", "--num_beams", "1", "--max_new_tokens", "2"]) == 0
+    row = json.loads((report / "report.json").read_text())["results"][0]
+    assert row["truncated_inputs"] == expected
 
 
 def test_evaluate_checks_every_language_first_and_keeps_each_as_it_finishes(tiny_model, tmp_path, capsys):
@@ -318,6 +353,9 @@ def test_every_command_names_a_runner_that_takes_its_arguments():
         assert first.annotation in (args_class, args_class.__name__), f"{name}: {target} takes {args_class.__name__}"
         if name in RECIPES:
             assert {"resume", "overwrite"} <= set(parameters), f"{name}: {target} takes --resume / --overwrite"
+        # one naming: a recipe's runner is the recipe's name (a library function too), any other `<name>_command`
+        expected = name if name in RECIPES else f"{name.replace('-', '_')}_command"
+        assert function == expected, f"{name}: its runner is {function}, expected {expected}"
 
 
 def test_a_model_folder_is_written_only_where_nothing_else_would_be_lost(tiny_xlmr, tmp_path, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from swcm import SWCMForConditionalGeneration
+from swcm import from_encoder
 from swcm.data import (
     ExampleSettings,
     MicroBatchStream,
@@ -26,7 +26,7 @@ def write_jsonl(path, rows):
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_xlmr):
-    return SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    return from_encoder(tiny_xlmr, return_tokenizer=True)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swcm import SWCMForConditionalGeneration
+from swcm import SWCMForConditionalGeneration, from_encoder
 from swcm.cli import main
 from swcm.diagnostics import decoder_start, probe_pairs
 from swcm.tokenization import encode_targets
@@ -18,7 +18,7 @@ def test_probe_is_fixed_held_out_cldr_pairs():
 
 
 def test_decoder_start_measures_a_uniform_head_as_log_v(tiny_xlmr):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     with torch.no_grad():
         model.lm_head.weight.zero_()
         model.lm_head.bias.zero_()
@@ -33,7 +33,7 @@ def test_decoder_start_measures_a_uniform_head_as_log_v(tiny_xlmr):
 
 
 def test_decoder_start_cosine_is_that_of_the_top_decoder_states(tiny_xlmr):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.eval()
     pairs = probe_pairs(["kk"], per_lang=6)
     start = decoder_start(model, tokenizer, pairs)
@@ -51,9 +51,9 @@ def test_decoder_start_cosine_is_that_of_the_top_decoder_states(tiny_xlmr):
 
 def test_the_default_gated_start_is_less_collapsed_than_the_papers(tiny_xlmr):
     torch.manual_seed(0)  # the normal layers are random: the same ones for both builds, whatever ran before
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     torch.manual_seed(0)
-    paper = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, decoder_gate_init=None)
+    paper = from_encoder(tiny_xlmr, decoder_gate_init=None)
     gated, ungated = decoder_start(model, tokenizer), decoder_start(paper, tokenizer)
     assert gated.top_state_cosine < ungated.top_state_cosine
 

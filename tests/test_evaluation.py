@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from swcm import SWCMForConditionalGeneration
+from swcm import from_encoder
 from swcm.cli import main
 from swcm.errors import DataError, RecipeError
 from swcm.specs import TaskSpec
@@ -15,7 +15,7 @@ from .test_data import write_jsonl
 @pytest.fixture(scope="module")
 def model_dir(tiny_xlmr, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval-model")
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -35,7 +35,7 @@ def test_mrc_inputs_are_cut_from_the_context_never_the_question(model_dir, tmp_p
     data = read_task_file(path, TaskSpec(task="mrc", tgt_lang="ug", answer_field="answers"))
     assert data.examples[0].references == ["ئۇيغۇر", "تىل"]
     sources, truncated = mrc_sources(tokenizer, data.examples, max_tokens=40)
-    assert truncated == 1
+    assert truncated == [0]
     assert sources[0].startswith("ئۇيغۇر تىلى نېمە؟ </s> ئۇيغۇر")
     assert len(tokenizer(sources[0])["input_ids"]) <= 40 + 2
     assert example_context_is_a_prefix(sources[0], data.examples[0].context)

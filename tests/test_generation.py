@@ -5,7 +5,7 @@ import unicodedata
 import pytest
 import torch
 
-from swcm import SWCMForConditionalGeneration
+from swcm import from_encoder
 from swcm.cli import main
 from swcm.generation import allowed_tokens, generate_texts
 from swcm.languages import script_of
@@ -18,7 +18,7 @@ SOURCES = ["中文新闻", "世界", "你好 中文", "新闻 世界 中文"]
 @pytest.fixture
 def falls_back_to_chinese(tiny_xlmr, tmp_path):
     """A model whose head prefers Chinese pieces, then Tibetan ones: unconstrained it answers in Chinese."""
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     with torch.no_grad():
         model.lm_head.bias.zero_()
@@ -44,7 +44,7 @@ def test_script_constraint_removes_the_fall_back_to_chinese(falls_back_to_chines
 
 
 def test_allowed_tokens_keep_digits_latin_and_specials_but_not_other_tags(tiny_xlmr):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     allowed = allowed_tokens(tokenizer, "ug", model.config.vocab_size, model.config.lang_tag_ids)
     ids = tokenizer.convert_tokens_to_ids
     assert allowed[ids("▁a")] and allowed[ids("7")] and allowed[ids("ئ")] and allowed[tokenizer.eos_token_id]
@@ -131,7 +131,7 @@ def test_quantize_covers_what_runs_every_token_and_keeps_the_logits_close(tiny_x
     from swcm.generation import ExactTopHead, prepare_for_inference
 
     torch.manual_seed(0)
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.eval()
     batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
@@ -170,7 +170,7 @@ def test_int8_weights_leave_the_kernel_no_room_to_saturate(tiny_xlmr, monkeypatc
 
     runs_here = precision.cpu_has_vnni() or not vnni  # 7-bit weights are safe on either kernel
     monkeypatch.setattr(precision, "cpu_has_vnni", lambda: vnni)
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model = from_encoder(tiny_xlmr)
     quantized, how = prepare_for_inference(model, "fp32", "int8")
     assert f"{8 if vnni else 7}-bit weights" in how, "the choice is said"
     layer = quantized.model.decoder.layers[0].ffn1.fc1
@@ -188,7 +188,7 @@ def test_cpu_decoding_writes_the_decoder_attention_out_with_the_same_outputs(tin
     from swcm.generation import prepare_for_inference
 
     torch.manual_seed(0)
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.eval()
     batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
@@ -227,14 +227,14 @@ def test_inference_precision_follows_the_hardware_and_refuses_mixing_int8_with_b
     from swcm import precision
     from swcm.generation import prepare_for_inference
 
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model = from_encoder(tiny_xlmr)
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (False, "AVX2 (mocked)"))
     fp32, how = prepare_for_inference(model, "auto")
     assert fp32.dtype == torch.float32 and how.startswith("fp32 weights (auto: AVX2 (mocked)")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (True, "AVX512-BF16 (mocked)"))
     bf16, how = prepare_for_inference(model, "auto")
     assert bf16.dtype == torch.bfloat16 and how.startswith("bf16 weights")
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model = from_encoder(tiny_xlmr)
     with pytest.raises(ValueError, match="use --precision auto or fp32, not bf16"):
         prepare_for_inference(model, "bf16", "int8")
     with pytest.raises(ValueError, match="quantize must be one of"):

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from swcm import SWCMForConditionalGeneration
+from swcm import SWCMForConditionalGeneration, from_encoder
 from swcm.model_card import CARD_DATA, add_evaluation, provenance
 
 
@@ -24,9 +24,7 @@ def test_a_packaged_encoder_names_its_hub_original_and_license(tmp_path):
 
 
 def test_build_writes_a_card_and_evaluation_adds_its_scores(tiny_xlmr, tmp_path):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(
-        tiny_xlmr, lang_tags=("ug", "zh"), return_tokenizer=True
-    )
+    model, tokenizer = from_encoder(tiny_xlmr, lang_tags=("ug", "zh"), return_tokenizer=True)
     out = tmp_path / "model"
     model.save_pretrained(out)
     readme = (out / "README.md").read_text(encoding="utf-8")
@@ -56,7 +54,7 @@ def test_build_writes_a_card_and_evaluation_adds_its_scores(tiny_xlmr, tmp_path)
 
 
 def test_a_model_loaded_and_saved_again_keeps_its_training_stages(tiny_xlmr, tmp_path):
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr)
+    model = from_encoder(tiny_xlmr)
     model.training_record = {"stage": "pretraining", "steps": "3 x 2 sequences"}
     model.save_pretrained(tmp_path / "pretrained")
     again = SWCMForConditionalGeneration.from_pretrained(tmp_path / "pretrained")
@@ -78,7 +76,7 @@ def test_a_pruned_encoder_carries_its_origin_to_the_models_built_from_it(tiny_xl
     # the origin of a packaged encoder reaches the model through the pruned folder's card
     card["base_model"], card["license"] = "intfloat/multilingual-e5-small", "mit"
     (tmp_path / "pruned" / CARD_DATA).write_text(json.dumps(card))
-    model = SWCMForConditionalGeneration.from_encoder(tmp_path / "pruned")
+    model = from_encoder(tmp_path / "pruned")
     model.save_pretrained(tmp_path / "model")
     header = _header((tmp_path / "model" / "README.md").read_text())
     assert header["base_model"] == "intfloat/multilingual-e5-small" and header["license"] == "mit"

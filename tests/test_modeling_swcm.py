@@ -9,7 +9,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.utils import logging as hf_logging
 
 import swcm
-from swcm import SWCMForConditionalGeneration, encode_targets
+from swcm import SWCMForConditionalGeneration, encode_targets, from_encoder
 from swcm.modeling_swcm import CACHE_NAME
 
 TEXTS = ["hello 中文 世界", "བོད་ཡིག", "ئۇيغۇرچە تىل", "қазақ"]
@@ -29,7 +29,7 @@ def _varied(model: SWCMForConditionalGeneration, seed: int = 0) -> SWCMForCondit
 
 @pytest.fixture
 def built(tiny_encoder):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_encoder, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_encoder, return_tokenizer=True)
     return _varied(model), tokenizer
 
 
@@ -225,7 +225,7 @@ def test_labels_get_exactly_one_start_token(built):
 
 
 def test_too_long_decoder_input_is_a_clear_error(tiny_xlmr):
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr).eval()
+    model = from_encoder(tiny_xlmr).eval()
     limit = model.config.encoder.max_position_embeddings - (model.config.pad_token_id + 1)
     ids = torch.ones(1, 3, dtype=torch.long)
     model(input_ids=ids, decoder_input_ids=torch.ones(1, limit, dtype=torch.long))
@@ -235,7 +235,7 @@ def test_too_long_decoder_input_is_a_clear_error(tiny_xlmr):
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_save_load_round_trip_through_auto_classes(tiny_encoder, tmp_path, tie):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_encoder, tie_lm_head=tie, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_encoder, tie_lm_head=tie, return_tokenizer=True)
     model.eval()
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
@@ -270,7 +270,7 @@ def copy_task(tmp_path_factory):
 
     path = save_tiny_xlmr(tmp_path_factory.mktemp("copy-encoder"), layers=2, hidden=48)
     torch.manual_seed(0)
-    model = SWCMForConditionalGeneration.from_encoder(path)
+    model = from_encoder(path)
     config, vocab = model.config, model.config.encoder.vocab_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 50))
@@ -304,7 +304,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     from .conftest import save_tiny_xlmr
 
     path = save_tiny_xlmr(tmp_path / "enc", dropout=0.0)  # train mode (checkpointing is on only then), no noise
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(path, return_tokenizer=True)
+    model, tokenizer = from_encoder(path, return_tokenizer=True)
     model.train()
     batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
     labels = encode_targets(tokenizer, TEXTS, "mn")

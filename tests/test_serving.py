@@ -15,8 +15,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from swcm import SWCMForConditionalGeneration
-from swcm.serving import Generator, ServeLimits, create_app
+from swcm import from_encoder
+from swcm.arguments import ServeLimits
+from swcm.serving import Generator, create_app
 
 UYGHUR_PIECE = "▁ئ"
 
@@ -25,7 +26,7 @@ UYGHUR_PIECE = "▁ئ"
 def model_dir(tiny_xlmr, tmp_path_factory):
     """A tiny XLM-SWCM that never ends early and prefers a Uyghur piece: outputs are non-empty and in Arabic script."""
     torch.manual_seed(0)
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     with torch.no_grad():
         model.lm_head.bias[model.config.eos_token_id] = -1e4
         model.lm_head.bias[tokenizer.convert_tokens_to_ids(UYGHUR_PIECE)] = 1e3
@@ -343,9 +344,9 @@ def test_cli_serve_refuses_what_is_not_an_swcm_model(tiny_xlmr, tmp_path, capsys
     from swcm.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
-    assert "not a model directory" in capsys.readouterr().err
+    assert "missing: no such model folder" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_xlmr)]) == 2
-    assert "a xlm-roberta model, not XLM-SWCM" in capsys.readouterr().err
+    assert "not an XLM-SWCM model (model_type 'xlm-roberta')" in capsys.readouterr().err
 
 
 def test_limits_follow_the_model_and_no_request_within_them_fails(model_dir):

@@ -12,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from swcm import from_encoder
 from swcm.cli import parse
 
 from .test_data import write_jsonl
@@ -334,11 +335,10 @@ def test_encoder_and_gates_get_their_own_rates_and_encoder_lr_zero_freezes(recip
     import torch
     from safetensors.torch import load_file
 
-    from swcm import SWCMForConditionalGeneration
     from swcm.checks import RecipeError
     from swcm.training import parameter_groups
 
-    model = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, lang_tags=("kk", "ug", "mn", "zh"))
+    model = from_encoder(tiny_xlmr, lang_tags=("kk", "ug", "mn", "zh"))
     names = {id(p): n for n, p in model.named_parameters()}
     recipe = load_recipe(recipe_file, ["--encoder_lr", "1e-4"])
     groups = parameter_groups(model, recipe)
@@ -379,11 +379,10 @@ def test_seed_repeats_a_finetune_from_a_model_folder(tiny_xlmr, tmp_path):
     dropout and data order, so two identical runs give identical losses."""
     import torch
 
-    from swcm import SWCMForConditionalGeneration
     from swcm.recipe import FinetuneRecipe
     from swcm.training import finetune
 
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     mt = write_jsonl(tmp_path / "mt.jsonl", [{"zh": f"中文 {i}", "ug": f"ئۇيغۇر {i}"} for i in range(16)])

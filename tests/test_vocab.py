@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from swcm import SWCMForConditionalGeneration
+from swcm import from_encoder
 from swcm.cli import main
 from swcm.errors import DataError
 from swcm.vocab import extend_vocab, prune_vocab, read_corpus
@@ -16,7 +16,7 @@ CORPUS = ["hello 中文 世界", "ئۇيغۇرچە تىل", "қазақ тілі
 
 @pytest.fixture
 def swcm_dir(tiny_xlmr, tmp_path):
-    model, tokenizer = SWCMForConditionalGeneration.from_encoder(tiny_xlmr, return_tokenizer=True)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     return tmp_path / "model"
@@ -64,7 +64,7 @@ def test_prune_a_bert_encoder_with_a_frequency_floor(tiny_bert, tmp_path):
     tok = AutoTokenizer.from_pretrained(tmp_path / "pruned")
     assert tok.tokenize("abc xyz") == ["a", "##b", "##c", "x", "##y", "##z"]  # single characters survive the floor
     assert report["vocab_after"] < report["vocab_before"]
-    model = SWCMForConditionalGeneration.from_encoder(tmp_path / "pruned")
+    model = from_encoder(tmp_path / "pruned")
     assert model.config.vocab_size == len(tok) + 5  # + language tags
 
 

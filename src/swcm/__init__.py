@@ -19,6 +19,8 @@ _EXPORTS = {
     "SWCMForConditionalGeneration": "modeling_swcm",
     "SWCMModel": "modeling_swcm",
     "SWCMPreTrainedModel": "modeling_swcm",
+    "load_model_folder": "modeling_swcm",
+    "from_encoder": "build",
     "LANGS": "languages",
     "lang_tag": "languages",
     "add_lang_tags": "tokenization",

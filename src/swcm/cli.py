@@ -13,244 +13,22 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import CheckedPart, check_fields, own_fields
-from .choices import Precision, Quantize, Split, Task
-from .errors import RecipeError, SWCMError
-from .languages import scripts_of_language
-from .quickstart import QuickstartArgs
-from .recipe import RECIPES, BuildArgs
-
-
-@dataclass(kw_only=True)
-class ModelOut:
-    """A command that writes a model folder into `out`."""
-
-    overwrite: bool = False
-    """Replace a model swcm wrote in out (its files only; anything else there stops the command)."""
-
-
-@dataclass(kw_only=True)
-class BuildCommand(BuildArgs, ModelOut):
-    """Arguments of `swcm build`."""
-
-    encoder: str
-    """Pretrained encoder: a local directory, a hub id (XLM-R / BERT family) or packaged:NAME."""
-    out: Path
-    """Directory to write the model and tokenizer to."""
-
-
-@dataclass(kw_only=True)
-class PruneArgs(ModelOut):
-    """Arguments of `swcm vocab prune`."""
-
-    model: Path
-    """An XLM-SWCM model directory or an encoder directory (with its tokenizer)."""
-    corpus: list[str]
-    """Text or .jsonl files whose pieces are kept."""
-    out: Path
-    """Directory for the pruned model and tokenizer."""
-    min_count: int = 1
-    """Keep pieces used at least this often (above 1, single characters are kept regardless)."""
-    fields: list[str] | None = None
-    """jsonl fields to read (default: every string field)."""
-
-    def __post_init__(self):
-        check_fields(self, positive=("min_count",), non_empty=("corpus",))
-
-
-@dataclass(kw_only=True)
-class ExtendArgs(ModelOut):
-    """Arguments of `swcm vocab extend`."""
-
-    model: Path
-    """An XLM-SWCM model directory or an encoder directory (XLM-R style sentencepiece vocabulary)."""
-    corpus: list[str]
-    """Text or .jsonl files in the language to cover."""
-    lang: str
-    """Language code of the corpus (reported)."""
-    size: int
-    """Size of the sentencepiece model trained on the corpus; its pieces missing from the vocabulary are added."""
-    out: Path
-    """Directory for the extended model and tokenizer."""
-    heldout_fraction: float = 0.1
-    """Share of the corpus (its end) held out to measure <unk> rate and tokens per character."""
-    fields: list[str] | None = None
-    """jsonl fields to read (default: every string field)."""
-
-    def __post_init__(self):
-        check_fields(self, positive=("size",), shares=("heldout_fraction",), non_empty=("corpus",))
-        try:
-            scripts_of_language(self.lang)
-        except RecipeError as err:
-            raise RecipeError(f"lang: {err}") from None
-
-
-@dataclass(kw_only=True)
-class ConvertReleaseArgs(ModelOut):
-    """Arguments of `swcm convert-release`."""
-
-    checkpoint: Path
-    """The authors' xlm-swcm.bin (a torch state_dict; read with weights_only=True)."""
-    encoder: str
-    """The encoder the release was built on, for its config and tokenizer (hfl/cino-base-v2)."""
-    out: Path
-    """Directory for the converted model and tokenizer."""
-
-
-@dataclass(kw_only=True)
-class InferenceArgs(CheckedPart):
-    """How a model is put on the device for generation."""
-
-    precision: Precision = "auto"
-    """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
-    quantize: Quantize = "none"
-    """CPU decoding: none, int8 (decoder and LM head in dynamic int8, fastest) or fp16 (their weights in fp16,
-    near-exact); the rest fp32."""
-
-    def __post_init__(self):
-        check_fields(self, only=own_fields(InferenceArgs))
-        super().__post_init__()
-
-
-@dataclass(kw_only=True)
-class DecodingArgs(CheckedPart):
-    """How outputs are searched for (generation.generate_texts takes these by name)."""
-
-    num_beams: int = 5
-    """Beam size (1: greedy)."""
-    max_new_tokens: int = 128
-    """Longest output in tokens."""
-    length_penalty: float = 1.0
-    """Beam length penalty (> 1 favours longer outputs)."""
-    no_repeat_ngram_size: int = 0
-    """Forbid repeating n-grams of this size (0: off)."""
-    batch_size: int = 16
-    """Inputs per batch (batched by length)."""
-    constrain_script: bool = False
-    """Mask tokens of other scripts than the target language's (digits, punctuation, Latin allowed)."""
-
-    def __post_init__(self):
-        positive = ("num_beams", "max_new_tokens", "batch_size")
-        check_fields(self, only=own_fields(DecodingArgs), positive=positive, signed=("length_penalty",))
-        super().__post_init__()
-
-    def decoding(self) -> dict:
-        return {name: getattr(self, name) for name in own_fields(DecodingArgs)}
-
-
-@dataclass(kw_only=True)
-class GenerateArgs(DecodingArgs, InferenceArgs):
-    """Arguments of `swcm generate`."""
-
-    model: Path
-    """An XLM-SWCM model directory (with its tokenizer)."""
-    tgt_lang: str
-    """Target language code; its tag starts every output."""
-    input: str = "-"
-    """Text file, one input per line, or - for standard input."""
-    output: str = "-"
-    """File to write, one output per line, or - for standard output."""
-    skip_empty: bool = False
-    """Answer empty input lines with an empty line (counted) instead of failing."""
-
-
-@dataclass(kw_only=True)
-class EvaluateArgs(DecodingArgs, InferenceArgs):
-    """Arguments of `swcm evaluate`. Paths and field names may hold {lang}, filled with each target language."""
-
-    model: Path
-    """An XLM-SWCM model directory."""
-    data: str
-    """JSON Lines file, e.g. ../shared/data/qa/cmilbench.{lang}.jsonl."""
-    task: Task
-    """translation, summarization or mrc."""
-    tgt_langs: list[str]
-    """Target languages, e.g. [ug,kk,mn,bo]."""
-    out: Path
-    """Folder for report.json, report.md and predictions/."""
-    src_field: str = "zh"
-    """translation: source field."""
-    tgt_field: str = "{lang}"
-    """translation: reference field."""
-    text_field: str = "{lang}.body"
-    """summarization: document field (dotted reaches into objects)."""
-    summary_field: str = "{lang}.headline"
-    """summarization: reference field."""
-    text_skip_lines: int = 0
-    """summarization: leading non-empty lines of the document left out (1: a heading that repeats the title)."""
-    question_field: str = "question"
-    """mrc: question field."""
-    context_field: str = "context"
-    """mrc: context field."""
-    answer_field: str = "answer"
-    """mrc: answer field (a string, or a list of answers: e.g. answers)."""
-    limit: int | None = None
-    """Evaluate at most this many examples per language."""
-    max_new_tokens: int = 64
-    """Longest output in tokens."""
-    max_source_length: int = 256
-    """Longest input in tokens (MRC inputs are cut from the context)."""
-    skip_empty: bool = False
-    """Count and skip examples with an empty field instead of failing at file:line."""
-    split: Split = "all"
-    """all, or the train / test side of the file's stable hash split (as a fine-tuning file with the same split)."""
-    test_share: float = 0.1
-    """With split: the share of inputs on the test side."""
-    split_field: str | None = None
-    """With split: the field it hashes (default: the input; MRC: the context), as in the fine-tuning file."""
-
-    def __post_init__(self):
-        check_fields(
-            self,
-            only=own_fields(EvaluateArgs),
-            positive=("limit", "max_source_length"),
-            non_empty=("tgt_langs",),
-            shares=("test_share",),
-        )
-        super().__post_init__()
-
-
-@dataclass(kw_only=True)
-class ServeArgs(InferenceArgs):
-    """Arguments of `swcm serve`."""
-
-    model: Path
-    """An XLM-SWCM model directory (e.g. the output of swcm finetune: runs/NAME/final)."""
-    host: str = "127.0.0.1"
-    """Interface to listen on (0.0.0.0 for every interface)."""
-    port: int = 8000
-    """Port (0-65535)."""
-    max_queue: int = 8
-    """Requests admitted at once (running + waiting); more get 503 at once."""
-    max_chars: int = 5000
-    """Longest text / question / passage accepted, in characters."""
-    max_new_tokens: int = 256
-    """Most tokens one request may generate."""
-    max_beams: int = 8
-    """Largest beam a request may ask for."""
-    max_source_tokens: int = 256
-    """Inputs are cut to this many tokens (reading comprehension cuts the passage only)."""
-
-    def __post_init__(self):
-        positive = ("max_queue", "max_chars", "max_new_tokens", "max_beams", "max_source_tokens")
-        check_fields(self, only=own_fields(ServeArgs), positive=positive)
-        if self.port > 65535:
-            raise RecipeError(f"port: must be at most 65535, got {self.port}")
-        super().__post_init__()
-
-
-@dataclass(kw_only=True)
-class RunFlags:
-    """What a training command does with an output folder that holds a run already."""
-
-    resume: bool = False
-    """Continue the run in `out` from its newest good checkpoint (the recipe must match)."""
-    overwrite: bool = False
-    """Replace the run in `out` (what a run wrote; other files stay), once the new run has started."""
-
+from .arguments import (
+    BuildCommand,
+    ConvertReleaseArgs,
+    EvaluateArgs,
+    ExtendArgs,
+    GenerateArgs,
+    ModelOut,
+    PruneArgs,
+    QuickstartArgs,
+    RunFlags,
+    ServeArgs,
+)
+from .errors import SWCMError, TrainingInterrupted
+from .recipe import RECIPES
 
 # name -> (what it does, its arguments, the "module:function" that runs them and returns what to print)
 COMMANDS: dict[str, tuple[str, type, str]] = {
@@ -269,14 +47,18 @@ COMMANDS: dict[str, tuple[str, type, str]] = {
     "generate": (
         "generate from text lines (file or stdin) into a target language",
         GenerateArgs,
-        "generation:generate_file",
+        "generation:generate_command",
     ),
     "evaluate": (
         "generate for a task file and score it (JSON + markdown report)",
         EvaluateArgs,
         "evaluation:evaluate_command",
     ),
-    "convert-release": ("convert the authors' released checkpoint", ConvertReleaseArgs, "release:convert_command"),
+    "convert-release": (
+        "convert the authors' released checkpoint",
+        ConvertReleaseArgs,
+        "release:convert_release_command",
+    ),
     "serve": (
         "HTTP API (POST /generate, GET /health, GET /info) and a demo page at /",
         ServeArgs,
@@ -290,14 +72,14 @@ VOCAB_COMMANDS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def _command_parser(description: str, args_class: type, training: bool = False):
+def _command_parser(description: str, args_class: type, run_flags: bool = False):
     import jsonargparse
 
     jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the fields' docstrings are help
     parser = jsonargparse.ArgumentParser(description=description, exit_on_error=False)
     parser.add_argument("--config", action="config", help="YAML file of these arguments; later flags override it")
     parser.add_class_arguments(args_class, fail_untyped=True, sub_configs=True)
-    if training:
+    if run_flags:  # --resume / --overwrite of a training run
         parser.add_class_arguments(RunFlags)
     for action in parser._actions:  # booleans as flags: `--resume` means `--resume true`
         if getattr(action, "_typehint", None) is bool:
@@ -441,8 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SWCMError as err:
         print(f"{prefix}: error: {err}", file=sys.stderr)
         return 2
-    from .training import TrainingInterrupted
-
     try:
         return run_command(name, args, flags)
     except TrainingInterrupted as err:

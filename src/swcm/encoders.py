@@ -160,16 +160,6 @@ def load_encoder(name_or_path: str | os.PathLike) -> PreTrainedModel:
     return model
 
 
-def load_model_folder(path: str | os.PathLike):
-    """An XLM-SWCM model (AutoModelForSeq2SeqLM) from a folder or hub id; a damaged weights file is one line."""
-    from transformers import AutoModelForSeq2SeqLM
-
-    from . import modeling_swcm  # noqa: F401  (registers XLM-SWCM with the Auto classes)
-
-    with readable_weights(path):
-        return AutoModelForSeq2SeqLM.from_pretrained(path)
-
-
 # what a tokenizer is saved as (fast, sentencepiece, WordPiece / BPE vocabularies)
 
 
@@ -233,9 +223,9 @@ def load_masked_lm(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, bo
     return mlm, has_head
 
 
-def load_mlm_head(name_or_path: str | os.PathLike) -> dict:
-    """The encoder checkpoint's masked-LM head as SWCM parameters (see MLM_HEAD_MAPS); an error if it has none."""
-    mlm, has_head = load_masked_lm(name_or_path)
+def mlm_head_state(mlm: PreTrainedModel, has_head: bool, name_or_path: str | os.PathLike) -> dict:
+    """A loaded masked-LM model's head (load_masked_lm) as SWCM parameters (see MLM_HEAD_MAPS); an error if the
+    checkpoint had none."""
     family = next((f for f in MLM_HEAD_MAPS if hasattr(mlm, f)), None)
     if family is None or not has_head:
         raise EncoderError(

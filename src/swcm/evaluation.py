@@ -3,6 +3,7 @@ language x task, plus every prediction next to its source and reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,17 +12,24 @@ from typing import TYPE_CHECKING
 from transformers import AutoTokenizer
 
 from .checks import own_fields
-from .encoders import load_model_folder
 from .folders import write_atomically
 from .generation import generate_texts, prepare_for_inference
 from .metrics import bleu, chrf_pp, exact_match, off_target_rate, rouge_l, token_f1
 from .model_card import add_evaluation
+from .modeling_swcm import load_model_folder
 from .paths import check_input_file, check_model_dir, check_output_folder
 from .specs import HeldoutFile, TaskSpec
-from .tasks import mrc_sources, read_task_file
+from .tasks import TaskData, mrc_sources, read_task_file
 
 if TYPE_CHECKING:
-    from .cli import EvaluateArgs
+    from .arguments import EvaluateArgs
+
+
+def _read(path: str | Path, spec: TaskSpec, limit: int | None, skip_empty: bool, data: TaskData | None) -> TaskData:
+    """A task file's examples: `data` when the caller read them already (at most `limit`), else read now."""
+    if data is None:
+        return read_task_file(path, spec, limit=limit, skip_empty=skip_empty)
+    return dataclasses.replace(data, examples=data.examples[:limit]) if limit is not None else data
 
 
 def evaluate_file(
@@ -32,19 +40,19 @@ def evaluate_file(
     limit: int | None = None,
     skip_empty: bool = False,
     max_source_length: int = 256,
+    data: TaskData | None = None,
     **generation,
 ) -> tuple[dict, list[dict]]:
-    """(report row, predictions) for one task file."""
-    data = read_task_file(path, spec, limit=limit, skip_empty=skip_empty)
-    if spec.task == "mrc":
-        sources, truncated = mrc_sources(tokenizer, data.examples, max_source_length)
+    """(report row, predictions) for one task file (`data`: its examples, already read; `limit` still applies)."""
+    data = _read(path, spec, limit, skip_empty, data)
+    if spec.task == "mrc":  # the passage is cut to fit, never the question
+        sources, cut = mrc_sources(tokenizer, data.examples, max_source_length)
     else:
-        sources = [e.source for e in data.examples]
-        lengths = [len(ids) for ids in tokenizer(sources, add_special_tokens=True, verbose=False)["input_ids"]]
-        truncated = sum(n > max_source_length for n in lengths)
+        sources, cut = [e.source for e in data.examples], []
     outputs = generate_texts(
         model, tokenizer, sources, spec.tgt_lang, max_source_length=max_source_length, **generation
     )
+    truncated = len(set(cut) | set(outputs.cut))
     references = [e.references[0] for e in data.examples]
     rouge = rouge_l(outputs, references)
     row = {
@@ -157,14 +165,15 @@ def heldout_loss(
     limit: int | None = None,
     max_length: int = 256,
     batch_size: int = 16,
+    data: TaskData | None = None,
 ) -> tuple[float, int]:
     """(teacher-forced cross-entropy per target token, target tokens) of the references given the sources of a task
-    file. It separates models whose greedy outputs all still score ~0."""
+    file (`data`: its examples, already read). It separates models whose greedy outputs all still score ~0."""
     import torch
 
     from .tokenization import encode_targets
 
-    data = read_task_file(path, spec, limit=limit, skip_empty=True)
+    data = _read(path, spec, limit, True, data)
     if spec.task == "mrc":
         sources, _ = mrc_sources(tokenizer, data.examples, max_length)
     else:

@@ -29,14 +29,15 @@ from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from .choices import QUANTIZE_MODES, Quantize
 from .data import decode_line, text_lines
-from .encoders import first_decoder_position_id, load_model_folder
+from .encoders import first_decoder_position_id
 from .errors import DataError, RecipeError
 from .folders import write_output
 from .languages import script_of, scripts_of_language
+from .modeling_swcm import load_model_folder
 from .paths import check_input_file, check_model_dir, check_output_path
 
 if TYPE_CHECKING:
-    from .cli import GenerateArgs
+    from .arguments import GenerateArgs
 
 # Projections that run once per input, not once per token: the cross-attention keys and values of the encoder output
 # (cached for the whole generation). Quantizing them would save nothing, and it moved greedy outputs most: on the
@@ -209,15 +210,28 @@ def new_token_limit(model) -> int:
 
 @torch.no_grad()
 def source_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, device):
-    """(indices into `texts`, their tokenized batch on `device`), longest texts first so padding stays small."""
+    """(indices into `texts`, their batch on `device`, the indices among them cut to `max_length` tokens), longest
+    texts first so padding stays small. The one place inputs are cut: each text is tokenized once (one that is too
+    long again, with the tokenizer's own truncation, which keeps the end token)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length
-        ).to(device)
-        batch.pop("token_type_ids", None)
-        yield chunk, batch
+        ids = tokenizer([texts[i] for i in chunk], verbose=False)["input_ids"]
+        long = [k for k, row in enumerate(ids) if len(row) > max_length]
+        if long:
+            cut = tokenizer([texts[chunk[k]] for k in long], truncation=True, max_length=max_length)["input_ids"]
+            for k, row in zip(long, cut, strict=True):
+                ids[k] = row
+        batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(device)
+        yield chunk, batch, [chunk[k] for k in long]
+
+
+class Outputs(list):
+    """generate_texts' outputs in input order; `cut` lists the inputs (indices) that were cut to the source limit."""
+
+    def __init__(self, texts: Sequence[str], cut: Sequence[int]):
+        super().__init__(texts)
+        self.cut = sorted(cut)
 
 
 def generate_texts(
@@ -233,8 +247,9 @@ def generate_texts(
     constrain_script: bool = False,
     max_source_length: int | None = None,
     progress: bool = True,
-) -> list[str]:
-    """Outputs in input order; inputs are batched by length so padding stays small."""
+) -> Outputs:
+    """Outputs in input order (with `.cut`: the inputs cut to the source limit); inputs are batched by length so
+    padding stays small."""
     model.eval()
     processors = LogitsProcessorList()
     if constrain_script:
@@ -250,8 +265,10 @@ def generate_texts(
         )
         max_new_tokens = longest
     outputs: dict[int, str] = {}
+    cut: list[int] = []
     bar = tqdm(total=len(texts), desc=f"generating -> {tgt_lang}", unit=" text", disable=not progress)
-    for chunk, batch in source_batches(tokenizer, texts, batch_size, limit, model.device):
+    for chunk, batch, chunk_cut in source_batches(tokenizer, texts, batch_size, limit, model.device):
+        cut += chunk_cut
         ids = model.generate(
             **batch,
             tgt_lang=tgt_lang,
@@ -266,10 +283,10 @@ def generate_texts(
             outputs[i] = text.strip()
         bar.update(len(chunk))
     bar.close()
-    return [outputs[i] for i in range(len(texts))]
+    return Outputs([outputs[i] for i in range(len(texts))], cut)
 
 
-def generate_file(args: GenerateArgs) -> None:
+def generate_command(args: GenerateArgs) -> None:
     """`swcm generate`: text lines (a file or stdin) into the target language, one output line per input line;
     paths, language and empty lines checked before the model loads."""
     config = check_model_dir(args.model)
@@ -293,16 +310,13 @@ def generate_file(args: GenerateArgs) -> None:
     print(f"swcm generate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     keep = [i for i, line in enumerate(lines) if line.strip()]
-    limit = source_token_limit(model, tokenizer)
-    lengths = [len(ids) for ids in tokenizer([lines[i] for i in keep], verbose=False)["input_ids"]]
-    cut = [keep[k] + 1 for k, n in enumerate(lengths) if n > limit]
-    if cut:
+    outputs = generate_texts(model, tokenizer, [lines[i] for i in keep], args.tgt_lang, **args.decoding())
+    if outputs.cut:
         print(
-            f"warning: {len(cut)} input line(s) longer than the model's {limit} tokens were cut to it "
-            f"(first: {name}:{cut[0]})",
+            f"warning: {len(outputs.cut)} input line(s) longer than the model's {source_token_limit(model, tokenizer)} "
+            f"tokens were cut to it (first: {name}:{keep[outputs.cut[0]] + 1})",
             file=sys.stderr,
         )
-    outputs = generate_texts(model, tokenizer, [lines[i] for i in keep], args.tgt_lang, **args.decoding())
     result = [""] * len(lines)
     for i, text in zip(keep, outputs, strict=True):
         result[i] = text.replace("\n", " ")

@@ -24,21 +24,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .choices import DEFAULT_GATE_INIT
-from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig, decoder_layer_types
-from .encoders import (
-    EncoderError,
-    encoder_class,
-    first_decoder_position_id,
-    load_encoder,
-    load_encoder_config,
-    load_mlm_head,
-    load_tokenizer,
-)
-from .languages import LANGS, lang_code
-from .model_card import provenance, swcm_card_data, write_card
-from .tokenization import add_lang_tags, end_token_id, init_lang_tag_embeddings, start_token_id
-from .weight_sharing import copy_previous_plan, copy_weights, weight_sharing_plan
+from .configuration_swcm import CUSTOM, NORMAL, SWCMConfig
+from .encoders import encoder_class, first_decoder_position_id, readable_weights
+from .model_card import swcm_card_data, write_card
 
 # The name transformers gives the KV cache in `generate`'s model inputs, its mask helpers' arguments and its output
 # fields: "cache" from 5.24, "past_key_values" before. The model's forward takes either (generate passes the
@@ -575,108 +563,15 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             head += sum(p.numel() for p in self.head_transform.parameters())
         return {"encoder": encoder, "decoder": decoder, "lm_head": head, "total": encoder + decoder + head}
 
-    @classmethod
-    def from_encoder(
-        cls,
-        encoder_name_or_path: str | os.PathLike,
-        normal_every: int = 3,
-        decoder_init: str = "shared",
-        normal_init: str = "random",
-        decoder_source_layers: Sequence[int] | None = None,
-        decoder_gate_init: float | None = DEFAULT_GATE_INIT,
-        lm_head_init: str = "embeddings",
-        tie_lm_head: bool = False,
-        lang_tags: Sequence[str] = LANGS,
-        tokenizer=None,
-        return_tokenizer: bool = False,
-        **config_overrides,
-    ):
-        """Build XLM-SWCM from a pretrained XLM-R / BERT family encoder (local path or hub id).
 
-        decoder_init="shared" copies encoder layer i's attention into custom layer i's self- AND cross-attention
-        and its FFN into FFN1 AND FFN2 (see `swcm.weight_sharing`); "random" shares nothing (Cino-Transformer).
-        normal_every=0 leaves out normal layers (BASE-A); normal_init="copy-previous" copies each normal layer
-        from the custom layer before it (BASE-B). `decoder_source_layers` picks the encoder layer each custom layer
-        copies (default: its own index). `decoder_gate_init` (shared decoders) adds a learnable per-channel gate to
-        every decoder self-attention and FFN sublayer (never cross-attention), starting at that value; the default
-        0.02 starts the copied decoder close to the identity, a deviation from the paper (None: the paper's ungated
-        init; see benchmarks/init_study.py).
-        The LM head starts as the word embeddings (`lm_head_init="embeddings"`), as the encoder's own masked-LM head
-        with its transform ("mlm-head"; e.g. after `swcm adapt`), or random. Language tags become special tokens,
-        their embeddings the mean of their language name's pieces. Returns the model, or (model, tokenizer) with
-        return_tokenizer=True.
-        """
-        load_encoder_config(encoder_name_or_path)  # an unsupported architecture or a missing tokenizer fail fast
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(encoder_name_or_path)
-        encoder = load_encoder(encoder_name_or_path)
-        pieces, rows = len(tokenizer), encoder.config.vocab_size
-        if not rows // 2 <= pieces <= rows:  # rows may be padded past the tokenizer, never far
-            raise EncoderError(
-                f"encoder {encoder_name_or_path}: its tokenizer has {pieces} pieces but its embeddings {rows} rows; "
-                "the tokenizer does not belong to these weights"
-            )
-        tag_ids, new_tags = add_lang_tags(tokenizer, lang_tags)
-        aliased = {c: tag_ids[c] for c in new_tags if tag_ids[c] < pieces}
-        if aliased:
-            raise EncoderError(f"new language tags {aliased} would take rows the encoder's pieces use")
-        vocab_size = max(encoder.config.vocab_size, len(tokenizer))
-        if vocab_size > encoder.config.vocab_size:
-            encoder.resize_token_embeddings(vocab_size, mean_resizing=False)
-        init_lang_tag_embeddings(encoder.get_input_embeddings(), tokenizer, tag_ids, new_tags)
-
-        origin = provenance(encoder_name_or_path)
-        settings = {
-            "built_from": str(encoder_name_or_path),
-            "base_model": origin["base_model"],
-            "base_model_license": origin["license"],
-            "decoder_layer_types": decoder_layer_types(encoder.config.num_hidden_layers, normal_every),
-            "decoder_init": decoder_init,
-            "normal_init": normal_init,
-            "decoder_source_layers": list(decoder_source_layers) if decoder_source_layers is not None else None,
-            # gates belong to the shared init (see DEFAULT_GATE_INIT); the random baseline stays the plain decoder
-            "decoder_gate_init": decoder_gate_init if decoder_init == "shared" else None,
-            "lm_head_transform": lm_head_init == "mlm-head",
-            "lm_head_init": lm_head_init,
-            "lang_tags": [lang_code(c) for c in lang_tags],
-            "lang_tag_ids": tag_ids,
-            "vocab_size": vocab_size,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": start_token_id(tokenizer),
-            "eos_token_id": end_token_id(tokenizer),
-            "decoder_start_token_id": start_token_id(tokenizer),
-            "tie_word_embeddings": tie_lm_head,
-        }
-        config = SWCMConfig(encoder=encoder.config.to_dict(), **{**settings, **config_overrides})
-        model = cls(config)
-        model.model.encoder.load_state_dict(encoder.state_dict(), strict=True)
-        copy_weights(model, weight_sharing_plan(model))
-        copy_weights(model, copy_previous_plan(model))
-        with torch.no_grad():
-            if tie_lm_head:
-                model.tie_weights()
-            elif lm_head_init != "random":
-                # An untied head starts as the (transposed) word embeddings: meaningful logits from step one.
-                model.lm_head.weight.copy_(model.get_input_embeddings().weight)
-            model.lm_head.bias.zero_()
-            if lm_head_init == "mlm-head":
-                head = load_mlm_head(encoder_name_or_path)
-                rows = head["lm_head.weight"].shape[0]  # the encoder's vocabulary; the tags' rows stay as set above
-                for name, tensor in head.items():
-                    target = model.get_parameter(name)
-                    if name.startswith("lm_head."):
-                        if not (tie_lm_head and name == "lm_head.weight"):
-                            target[:rows].copy_(tensor)
-                    else:
-                        target.copy_(tensor)
-        model.generation_config.decoder_start_token_id = config.decoder_start_token_id
-        model.generation_config.bos_token_id = config.bos_token_id
-        model.generation_config.eos_token_id = config.eos_token_id
-        model.generation_config.pad_token_id = config.pad_token_id
-        return (model, tokenizer) if return_tokenizer else model
+def load_model_folder(path: str | os.PathLike) -> SWCMForConditionalGeneration:
+    """An XLM-SWCM model from a saved folder or hub id; a damaged weights file is one line."""
+    with readable_weights(path):
+        return SWCMForConditionalGeneration.from_pretrained(path)
 
 
 # `AutoModelForSeq2SeqLM.from_pretrained` opens saved XLM-SWCM models once this module is loaded
 AutoModel.register(SWCMConfig, SWCMModel, exist_ok=True)
 AutoModelForSeq2SeqLM.register(SWCMConfig, SWCMForConditionalGeneration, exist_ok=True)
 
-__all__ = ["SWCMModel", "SWCMForConditionalGeneration", "SWCMPreTrainedModel"]
+__all__ = ["SWCMModel", "SWCMForConditionalGeneration", "SWCMPreTrainedModel", "load_model_folder"]

@@ -13,56 +13,14 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from .checks import check_fields
-from .choices import DEFAULT_ENCODER, PRETRAIN_TASKS, DecoderInit, Precision
-from .errors import DataError, RecipeError
-from .languages import LANGUAGE_NAMES, MINORITY_LANGS
+from .arguments import QuickstartArgs
+from .choices import PRETRAIN_TASKS
+from .errors import DataError
+from .languages import LANGUAGE_NAMES
 from .paths import check_output_folder
-
-
-@dataclass(kw_only=True)
-class QuickstartArgs:
-    """Arguments of `swcm quickstart`."""
-
-    out: Path = Path("swcm-quickstart")
-    """Output folder: data/, encoder/ (pruned, cached), train/ (initial/, final/, log.jsonl), report.json, report.md."""
-    encoder: str = DEFAULT_ENCODER
-    """Encoder to build on (default: the packaged multilingual-e5-small, no download)."""
-    langs: list[str] = field(default_factory=lambda: list(MINORITY_LANGS))
-    """Target languages (paired with zh)."""
-    decoder_init: DecoderInit = "shared"
-    """'shared' (XLM-SWCM: decoder copied from the encoder) or 'random' (the paper's baseline)."""
-    encoder_layers: int = 6
-    """Keep the encoder's first N layers (fewer: faster on CPU; the decoder gets N custom layers)."""
-    steps: int = 600
-    """Training steps."""
-    batch_size: int = 32
-    """Sequences per step."""
-    lr: float = 1e-3
-    """Peak learning rate (AdamW, linear schedule)."""
-    encoder_lr: float | None = 1e-4
-    """Peak learning rate of the pretrained encoder and embeddings (None: lr; 0: frozen). At the decoder's 1e-3 the
-    encoder forgets what it knows and every input gets the same output."""
-    warmup_ratio: float = 0.05
-    """Share of steps spent warming up the learning rate."""
-    dae_share: float = 0.2
-    """Share of training examples that are denoising of a target-language name (the rest: translation)."""
-    precision: Precision = "auto"
-    """auto (bf16 where the hardware has native bf16, else fp32), bf16, fp16 (CUDA) or fp32."""
-    max_eval: int = 40
-    """Held-out pairs per language to evaluate (zh -> X)."""
-    seed: int = 0
-    """Random seed."""
-
-    def __post_init__(self):
-        positive = ("encoder_layers", "steps", "batch_size", "lr", "max_eval")
-        check_fields(self, positive=positive, shares=("warmup_ratio", "dae_share"), non_empty=("langs",))
-        unknown = [lang for lang in self.langs if lang not in MINORITY_LANGS]
-        if unknown:
-            raise RecipeError(f"langs: {unknown} unknown; choose from {', '.join(MINORITY_LANGS)}")
 
 
 def write_cldr_files(folder: Path, langs: list[str]) -> dict[str, dict[str, Path]]:
@@ -191,10 +149,11 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
     import torch
     from transformers import AutoTokenizer
 
-    from .encoders import load_model_folder
     from .evaluation import evaluate_file, heldout_loss
     from .metrics import exact_match
+    from .modeling_swcm import load_model_folder
     from .specs import TaskSpec
+    from .tasks import read_task_file
 
     model = load_model_folder(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -202,11 +161,13 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
     with torch.autocast("cpu", dtype=precision.dtype, enabled=precision.precision != "fp32"):
         for lang, split in files.items():
             spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang)
+            data = read_task_file(split["test"], spec)  # read once: scored (the first max_eval) and teacher-forced
             row, predictions = evaluate_file(
                 model,
                 tokenizer,
                 split["test"],
                 spec,
+                data=data,
                 limit=max_eval,
                 batch_size=32,
                 num_beams=1,
@@ -218,7 +179,7 @@ def evaluate_model(model_dir: Path, files: dict[str, dict[str, Path]], max_eval:
             row["empty"] = sum(not o for o in outputs)
             row["distinct_outputs"] = len(set(outputs))
             # teacher-forced, on every held-out pair: separates builds whose greedy outputs score alike
-            row["heldout_loss"], _ = heldout_loss(model, tokenizer, split["test"], spec, max_length=64)
+            row["heldout_loss"], _ = heldout_loss(model, tokenizer, split["test"], spec, max_length=64, data=data)
             results[lang] = {"row": row, "predictions": predictions}
     return results
 
@@ -251,8 +212,9 @@ def report_markdown(report: dict) -> str:
 def run_quickstart(args: QuickstartArgs, recipe_changes: dict | None = None) -> dict:
     """Runs the quickstart into args.out and returns its report; `recipe_changes` replaces fields of the training
     recipe (PretrainRecipe), e.g. {"normal_every": 0} for BASE-A."""
+    from .errors import TrainingInterrupted
     from .precision import resolve_precision
-    from .training import TrainingInterrupted, pretrain
+    from .training import pretrain
 
     precision = resolve_precision(args.precision)
     from .encoders import load_encoder_config

@@ -26,7 +26,7 @@ from .paths import check_input_file
 from .tokenization import end_token_id, start_token_id
 
 if TYPE_CHECKING:
-    from .cli import ConvertReleaseArgs
+    from .arguments import ConvertReleaseArgs
 
 # Release module -> our module, per layer kind (norm names by position: pre-LN before each sublayer).
 RELEASE_LAYER_MODULES: dict[str, dict[str, str]] = {
@@ -270,7 +270,7 @@ def convert_release(checkpoint: str | Path, encoder: str, out_dir: str | Path | 
     return model, tokenizer, report
 
 
-def convert_command(args: ConvertReleaseArgs) -> str:
+def convert_release_command(args: ConvertReleaseArgs) -> str:
     """`swcm convert-release`: the converted model in args.out; where it went and what happened to every checkpoint
     key."""
     _, _, report = convert_release(args.checkpoint, args.encoder, args.out)

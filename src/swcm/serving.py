@@ -12,10 +12,8 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -24,33 +22,23 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from transformers import LogitsProcessorList
 
+from .arguments import DEFAULT_BEAMS, ServeArgs, ServeLimits
 from .choices import TASK_NAMES, Task
 from .configuration_swcm import layout_string
-from .encoders import load_model_folder
-from .errors import CheckpointError, DataError
-from .generation import ScriptConstraint, allowed_tokens, new_token_limit, prepare_for_inference, source_token_limit
+from .errors import DataError
+from .generation import (
+    ScriptConstraint,
+    allowed_tokens,
+    new_token_limit,
+    prepare_for_inference,
+    source_batches,
+    source_token_limit,
+)
 from .languages import LANGUAGE_NAMES, LANGUAGE_SCRIPTS
 from .metrics import target_script_share
+from .modeling_swcm import load_model_folder
+from .paths import check_model_dir
 from .tasks import TaskExample, mrc_sources
-
-if TYPE_CHECKING:
-    from .cli import ServeArgs
-
-
-@dataclass
-class ServeLimits:
-    """What one request may ask for, and how many may be admitted at once."""
-
-    max_queue: int = 8
-    """Requests admitted at once (running + waiting); more get 503."""
-    max_chars: int = 5000
-    """Longest text / context accepted, in characters."""
-    max_new_tokens: int = 256
-    """Most tokens one request may generate."""
-    max_beams: int = 8
-    """Largest beam."""
-    max_source_tokens: int = 256
-    """Inputs are cut to this many tokens (reading comprehension cuts the context only)."""
 
 
 def model_limits(limits: ServeLimits, model, tokenizer) -> tuple[ServeLimits, list[str]]:
@@ -68,7 +56,9 @@ class GenerateRequest(BaseModel):
     question: str | None = Field(default=None, description="mrc: the question")
     context: str | None = Field(default=None, description="mrc: the passage")
     tgt_lang: str = Field(description="target language code: bo, ug, kk, mn, zh")
-    num_beams: int | None = Field(default=None, ge=1, description="default: 4, or the server's limit if lower")
+    num_beams: int | None = Field(
+        default=None, ge=1, description=f"default: {DEFAULT_BEAMS} (as swcm generate), or the server's limit if lower"
+    )
     max_new_tokens: int | None = Field(default=None, ge=1, description="default: 128, or the server's limit if lower")
     constrain_script: bool = Field(default=False, description="only allow tokens of the target language's script")
 
@@ -101,18 +91,10 @@ class Generator:
     def load(
         cls, model_dir: str | Path, limits: ServeLimits, precision: str = "auto", quantize: str = "none"
     ) -> Generator:
-        from transformers import AutoConfig, AutoTokenizer
-
-        from . import modeling_swcm  # noqa: F401  (registers the model type)
+        from transformers import AutoTokenizer
 
         path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise CheckpointError(f"{path}: not a model directory (no config.json)")
-        kind = AutoConfig.from_pretrained(path).model_type
-        if kind != "swcm":
-            raise CheckpointError(
-                f"{path}: a {kind} model, not XLM-SWCM (build one with swcm build, train it with swcm finetune)"
-            )
+        check_model_dir(path)
         model, how = prepare_for_inference(load_model_folder(path), precision, quantize)
         generator = cls(model, AutoTokenizer.from_pretrained(path), limits, str(path))
         generator.inference = how
@@ -150,17 +132,14 @@ class Generator:
         started = time.perf_counter()
         source, truncated = self.source(request)
         limit = self.limits.max_source_tokens
-        batch = self.tokenizer([source], return_tensors="pt", verbose=False)
-        if batch["input_ids"].shape[1] > limit:  # tokenised again, cut, only when too long
-            truncated = True
-            batch = self.tokenizer([source], return_tensors="pt", truncation=True, max_length=limit)
-        batch.pop("token_type_ids", None)
+        ((_, batch, cut),) = source_batches(self.tokenizer, [source], 1, limit, self.model.device)
+        truncated = truncated or bool(cut)
         processors = None
         if request.constrain_script:
             processors = LogitsProcessorList([ScriptConstraint(self.allowed(request.tgt_lang))])
         with torch.inference_mode():
             ids = self.model.generate(
-                **batch.to(self.model.device),
+                **batch,
                 tgt_lang=request.tgt_lang,
                 num_beams=request.num_beams,
                 max_new_tokens=request.max_new_tokens,
@@ -206,7 +185,7 @@ def validate(request: GenerateRequest, generator: Generator) -> None:
         except DataError as err:
             raise HTTPException(422, str(err)) from None
     if request.num_beams is None:
-        request.num_beams = min(4, limits.max_beams)
+        request.num_beams = min(DEFAULT_BEAMS, limits.max_beams)
     if request.max_new_tokens is None:
         request.max_new_tokens = min(128, limits.max_new_tokens)
     if request.num_beams > limits.max_beams:
@@ -421,5 +400,4 @@ def serve(
 
 def serve_command(args: ServeArgs) -> None:
     """`swcm serve`: serves args.model with the command's limits until stopped."""
-    limits = ServeLimits(args.max_queue, args.max_chars, args.max_new_tokens, args.max_beams, args.max_source_tokens)
-    serve(args.model, args.host, args.port, limits, args.precision, args.quantize)
+    serve(args.model, args.host, args.port, args.limits(), args.precision, args.quantize)

@@ -9,7 +9,6 @@ Fields may be dotted to reach into objects (`zh.body` in the headline files).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,11 +116,11 @@ def read_task_file(
     return data
 
 
-def mrc_sources(tokenizer, examples: list[TaskExample], max_tokens: int) -> tuple[list[str], int]:
-    """`question </s> context` strings that fit in `max_tokens`, cutting only the context; and how many were cut."""
+def mrc_sources(tokenizer, examples: list[TaskExample], max_tokens: int) -> tuple[list[str], list[int]]:
+    """`question </s> context` strings that fit in `max_tokens`, cutting only the context; and which were cut."""
     sep = tokenizer.sep_token or "</s>"
-    sources, truncated = [], 0
-    for example in examples:
+    sources, truncated = [], []
+    for index, example in enumerate(examples):
         question_ids = tokenizer(example.question, add_special_tokens=False, verbose=False)["input_ids"]
         room = max_tokens - len(question_ids) - 4  # <s> q </s> c </s>, with a margin for the separator's pieces
         if room < 1:
@@ -131,21 +130,13 @@ def mrc_sources(tokenizer, examples: list[TaskExample], max_tokens: int) -> tupl
             )
         context = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         if len(context["input_ids"]) > room:
-            truncated += 1
+            truncated.append(index)
             # cut the original text where token `room` ends: no lossy decode of token ids
             context = example.context[: context["offset_mapping"][room - 1][1]]
         else:
             context = example.context
         sources.append(f"{example.question} {sep} {context}")
     return sources, truncated
-
-
-def load_spec(text: str) -> TaskSpec:
-    """A TaskSpec from JSON (for command lines): '{"task": "translation", "src_field": "zh", ...}'."""
-    try:
-        return TaskSpec(**json.loads(text))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise DataError(f"bad task description {text!r}: {err}") from None
 
 
 def finetune_items(
@@ -167,7 +158,7 @@ def finetune_items(
             items += [
                 (s, train_file.tgt_lang, e.references[0], task) for s, e in zip(sources, data.examples, strict=True)
             ]
-            notes.append(f"{train_file.path}: {len(sources)} mrc ({truncated} contexts cut)")
+            notes.append(f"{train_file.path}: {len(sources)} mrc ({len(truncated)} contexts cut)")
             continue
         items += [(e.source, train_file.tgt_lang, e.references[0], task) for e in data.examples]
         if train_file.task == "translation" and train_file.both_directions:

@@ -28,13 +28,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
+from .build import from_encoder
 from .checkpointing import TRAINER_STATE, latest_good_checkpoint, save_checkpoint
 from .data import ExampleSettings, MicroBatchStream, PretrainExamples, build_mixture, open_source
-from .encoders import first_decoder_position_id, load_model_folder
-from .errors import DataError
+from .encoders import first_decoder_position_id
+from .errors import DataError, TrainingInterrupted
 from .evaluation import recipe_heldout_evaluator
 from .folders import hold_run_folder, restore_set_aside, set_aside, write_atomically
-from .modeling_swcm import SWCMForConditionalGeneration
+from .modeling_swcm import load_model_folder
 from .paths import check_model_dir, check_output_folder, local_model_type
 from .precision import resolve_precision
 from .recipe import FinetuneRecipe, PretrainRecipe
@@ -66,7 +67,7 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
         encoder = pruned_encoder(recipe.model, corpus, out, accelerator) if recipe.prune_vocab else recipe.model
         torch.manual_seed(recipe.seed)  # pruning drew nothing, but keep the build independent of what ran before
         options = recipe.from_encoder_options()
-        model, tokenizer = SWCMForConditionalGeneration.from_encoder(encoder, **options, return_tokenizer=True)
+        model, tokenizer = from_encoder(encoder, **options, return_tokenizer=True)
     positions = model.config.encoder.max_position_embeddings - first_decoder_position_id(model.config.encoder)
     if recipe.max_length > positions:  # caught here, not as an index error mid-training
         raise DataError(f"max_length: {recipe.max_length} is over the model's {positions} positions")
@@ -179,17 +180,6 @@ def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
         {"params": params, "weight_decay": recipe.weight_decay if decays else 0.0, "lr": rates[part]}
         for (part, decays), params in sorted(groups.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
     ]
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT / SIGTERM stopped a run after a finished step, with a checkpoint of that step written."""
-
-    def __init__(
-        self, signum: int, step: int, checkpoint: Path, then: str = "the same command with --resume continues the run"
-    ):
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}; {then}")
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -24,16 +24,16 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from . import modeling_swcm  # noqa: F401  (registers XLM-SWCM with the Auto classes, which open models here)
 from .data import json_object, text_lines
-from .encoders import load_encoder, load_encoder_config, load_model_folder, load_tokenizer
+from .encoders import load_encoder, load_encoder_config, load_tokenizer
 from .errors import DataError, RecipeError
 from .languages import LANGS
 from .model_card import encoder_card_data, write_card
+from .modeling_swcm import load_model_folder
 from .paths import check_model_dir, local_model_type
 
 if TYPE_CHECKING:
-    from .cli import ExtendArgs, PruneArgs
+    from .arguments import ExtendArgs, PruneArgs
 
 
 def corpus_files(files: Iterable[str | Path]) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Shared by the benchmark programs (benchmarks/): the offline encoder they start from, machine facts, result files."""
+"""Shared by the benchmark programs (benchmarks/): the offline encoder they start from, the NTREX sentences they
+decode, machine facts, result files."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import statistics
 import time
 from pathlib import Path
 
-from .choices import DEFAULT_ENCODER
+from swcm.choices import DEFAULT_ENCODER
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-"""The source checkout this module runs from (an editable install)."""
+REPOSITORY = Path(__file__).resolve().parents[1]
+"""The source checkout the benchmarks run from."""
 SHARED_DATA = Path(os.environ.get("SWCM_SHARED_DATA", REPOSITORY.parent / "shared" / "data"))
 """The real data: `../shared/data` beside the checkout, or SWCM_SHARED_DATA."""
 # The benchmark's languages: pruning keeps the pieces these files use (ug / kk / mn / zh).
@@ -35,8 +36,8 @@ def require_shared_data() -> Path:
 def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str:
     """A local encoder directory: `encoder` itself, or (packaged / hub encoders) its vocabulary pruned to the
     benchmark corpus, built once and cached under the swcm cache."""
-    from .encoders import resolve_encoder
-    from .packaged import cache_root
+    from swcm.encoders import resolve_encoder
+    from swcm.packaged import cache_root
 
     path = Path(encoder)
     if path.is_dir() and not prune:
@@ -44,7 +45,7 @@ def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str
     resolved = resolve_encoder(encoder)
     if not prune:
         return resolved
-    from .vocab import prune_vocab
+    from swcm.vocab import prune_vocab
 
     data = require_shared_data()
     name = Path(resolved).name if Path(resolved).is_dir() else resolved.replace("/", "--")
@@ -55,6 +56,21 @@ def benchmark_encoder(encoder: str = DEFAULT_ENCODER, prune: bool = True) -> str
         print(f"pruned {encoder}: {report['vocab_before']} -> {report['vocab_after']} pieces", flush=True)
         os.replace(staging, target)
     return str(target)
+
+
+def ntrex_sentences(count: int) -> list[str]:
+    """`count` NTREX dev zh sentences in file order (repeated past its end; a fixed line without the shared data):
+    the one reader of the decoding benchmarks' inputs."""
+    path = SHARED_DATA / "mt" / "ntrex128.dev.jsonl"
+    if not path.is_file():
+        return ["新闻 世界 你好 中文，今天的天气很好。"] * count
+    lines = [json.loads(line)["zh"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return (lines * (count // len(lines) + 1))[:count]
+
+
+def source_batch(tokenizer, size: int, max_length: int = 48) -> dict:
+    """The first `size` NTREX sentences as one padded batch."""
+    return tokenizer(ntrex_sentences(size), return_tensors="pt", padding=True, truncation=True, max_length=max_length)
 
 
 def machine() -> dict:
@@ -83,7 +99,7 @@ def machine() -> dict:
                 flags = line.split(":", 1)[1].split()
                 wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
                 info["cpu_flags"] = [f for f in wanted if f in flags]
-    from .precision import cpu_has_fast_bf16
+    from swcm.precision import cpu_has_fast_bf16
 
     # what torch dispatches to (ATEN_CPU_CAPABILITY can hold it below the flags) and whether bf16 is native
     info["cpu_bf16"] = cpu_has_fast_bf16()[1]
