@@ -6,11 +6,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import logging as hf_logging
 
 import swcm
 from swcm import SWCMForConditionalGeneration, encode_targets, from_encoder
 from swcm.modeling_swcm import CACHE_NAME
+from swcm.training import recompute_layers
 
 TEXTS = ["hello 中文 世界", "བོད་ཡིག", "ئۇيغۇرچە تىل", "қазақ"]
 
@@ -320,3 +322,42 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     assert len(calls) == 3, "the checkpointed layer ran again in the backward pass"
     for name, grad in plain.items():
         torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_checkpointing_recomputes_every_layer_with_the_same_loss_and_gradients(tiny_xlmr):
+    """recipe `gradient_checkpointing: true`: encoder and decoder layers recomputed in backward (dropout on, its
+    masks replayed), the loss and every gradient as without it."""
+    model = from_encoder(tiny_xlmr)
+    ids = torch.tensor([[0, 10, 11, 12, 13, 2], [0, 14, 15, 2, 1, 1]])
+    labels = torch.tensor([[20, 21, 22, 2], [23, 2, -100, -100]])
+    mask = (ids != 1).long()
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain_loss, plain = loss_and_grads()
+    recompute_layers(model)
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    assert {type(m).__name__ for m in layers} == {"SWCMDecoderLayer", "XLMRobertaLayer"}
+    calls = []
+    for layer in layers:  # count the layer's own forward: once in the forward pass, once more in backward
+
+        def counting(function, *args, checkpoint=layer._gradient_checkpointing_func, layer=layer, **kwargs):
+            def counted(*inner, **named):
+                calls.append(layer)
+                return function(*inner, **named)
+
+            return checkpoint(counted, *args, **kwargs)
+
+        layer._gradient_checkpointing_func = counting
+    checkpointed_loss, checkpointed = loss_and_grads()
+    assert len(calls) == 2 * len(layers), "every encoder and decoder layer ran again in the backward pass"
+    assert torch.equal(plain_loss, checkpointed_loss)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 100
+    for name, grad in plain.items():
+        assert torch.allclose(grad, checkpointed[name], atol=1e-6, rtol=1e-5), name

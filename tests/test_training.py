@@ -8,15 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from swcm import from_encoder
 from swcm.cli import parse
+from swcm.training import fsdp_wrap_classes
 
 from .test_data import write_jsonl
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -172,6 +175,38 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(recipe_f
     assert "1 process(es) x 4 x 2 accumulation" in single.stdout and "2 process(es) x 4 x 1 accumulation" in ddp.stdout
     for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "ddp"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-5), (a, b)
+
+
+def test_fsdp_sharded_model_trains_as_the_whole_one(tmp_path):
+    """XLM-SWCM under FSDP2 (FULL_SHARD, a wrap unit per encoder and decoder layer, as configs/accelerate/fsdp.yaml
+    asks for), 2 CPU processes on gloo, each with half of every batch: the losses of three AdamW steps and the
+    gathered full state dict equal those of the unsharded model on the whole batch. (accelerate turns FSDP on only on
+    GPU backends, so this drives torch's fully_shard directly; benchmarks/gpu_check.py runs the accelerate path.)"""
+    from .conftest import save_tiny_xlmr
+
+    encoder = save_tiny_xlmr(tmp_path / "encoder", dropout=0.0)
+    worker = Path(__file__).with_name("fsdp_worker.py")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534"]
+    done = subprocess.run([*launcher, str(worker), str(encoder)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("FSDP "))
+    result = json.loads(line[5:])
+    assert result["missing"] == []
+    assert result["losses"] == pytest.approx(result["reference"], abs=1e-5)
+    assert result["largest"] < 1e-4, "the weights after three steps"
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    shipped = {
+        name: load_config_from_file(str(REPOSITORY / "configs" / "accelerate" / f"{name}.yaml"))
+        for name in ("ddp", "fsdp")
+    }
+    assert (shipped["ddp"].distributed_type, shipped["fsdp"].distributed_type) == ("MULTI_GPU", "FSDP")
+    assert (
+        shipped["fsdp"].fsdp_config["fsdp_version"] == 2 and shipped["fsdp"].fsdp_config["fsdp_reshard_after_forward"]
+    )
+    config = yaml.safe_load((REPOSITORY / "configs" / "accelerate" / "fsdp.yaml").read_text())
+    wrapped = set(config["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"].split(","))
+    assert fsdp_wrap_classes(from_encoder(encoder)) <= wrapped, "the shipped config wraps the layers the test wraps"
 
 
 @pytest.mark.parametrize(("tasks", "absent"), [("mt", "loss_dae"), ("dae", "loss_mt")])

@@ -24,9 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .build import from_encoder
 from .checkpointing import TRAINER_STATE, latest_good_checkpoint, save_checkpoint
@@ -72,6 +74,22 @@ def build_model(recipe: PretrainRecipe, corpus: list[str], out: Path, accelerato
     if recipe.max_length > positions:  # caught here, not as an index error mid-training
         raise DataError(f"max_length: {recipe.max_length} is over the model's {positions} positions")
     return model, tokenizer
+
+
+def fsdp_wrap_classes(model) -> set[str]:
+    """The layer classes FSDP shards one at a time (configs/accelerate/fsdp.yaml names them for accelerate): the
+    decoder's, and the encoder's (XLM-R or BERT family)."""
+    return {type(m).__name__ for m in model.modules() if isinstance(m, GradientCheckpointingLayer)}
+
+
+def recompute_layers(model) -> None:
+    """Gradient (activation) checkpointing of every encoder and decoder layer, non-reentrant (torch's recommended
+    form; dropout masks are replayed). transformers names it activation_checkpointing_enable from 5.25 on."""
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
 def measure_data_throughput(examples: PretrainExamples, count: int = 64) -> float:
@@ -330,9 +348,12 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
         tokenizer.save_pretrained(out / "initial")
     data_rate = measure_data_throughput(examples)
 
+    if recipe.gradient_checkpointing:
+        recompute_layers(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe), lr=recipe.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    sharded = accelerator.distributed_type == DistributedType.FSDP
     accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
 
     step = 0
@@ -426,9 +447,9 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
                     row[f"loss_{task}"] = float(totals[2 + 2 * t]) / count if count else None
                 sums.zero_()
                 tokens.zero_()
-                if evaluate is not None and main:
+                if evaluate is not None and (main or sharded):  # a sharded model's forward needs every process
                     with accelerator.autocast():
-                        row.update(evaluate(unwrapped, tokenizer, step, total_steps))
+                        row.update(evaluate(model if sharded else unwrapped, tokenizer, step, total_steps))
                 last_log = time.perf_counter()
                 if main:
                     with log_path.open("a", encoding="utf-8") as handle:
@@ -455,9 +476,10 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
     summary["data_examples_per_s_per_worker"] = data_rate
     if step >= total_steps:
         accelerator.wait_for_everyone()
+        state = accelerator.get_state_dict(model) if sharded else None  # FSDP: every process gives its shards
         if main:
             unwrapped.training_record = training_record(recipe, step, precision.precision, summary["seconds"])
-            unwrapped.save_pretrained(out / "final")
+            unwrapped.save_pretrained(out / "final", state_dict=state)
             tokenizer.save_pretrained(out / "final")
             plot_losses(log_path, out / "loss.png")
     return summary
