@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from benchmarks import ablations, quantized_agreement, speed
+from benchmarks import ablations, gpu_check, paper_scale, quantized_agreement, speed
 from benchmarks import init_study as study
 
 from swcm import from_encoder
@@ -188,3 +188,28 @@ def test_init_study_smoke(tiny_xlmr, tmp_path):
     assert again["runs_trained"] == 0 and again["runs_reused"] == 2
     assert again["results"]["paper"] == payload["results"]["paper"]
     assert "2 reused from" in (tmp_path / "out" / "init_study.md").read_text()
+
+
+def test_the_paper_scale_rehearsal_runs_at_tiny_size_and_projects_memory_and_hours(tmp_path):
+    args = paper_scale.PaperScaleArgs(size="tiny", length=32, micro_batches=[1, 2], out=tmp_path)
+    result = paper_scale.run(args)
+    saved = json.loads((tmp_path / "paper_scale.json").read_text())
+    assert saved["parameters"]["total"] == result["parameters"]["total"] > 0
+    assert result["flops_per_token"] > 6 * result["parameters"]["decoder"]  # at least the decoder's 6 N per token
+    assert set(result["steps"]) == {"kept", "checkpointed"}
+    assert all(m["step_peak_bytes"] > 0 for steps in result["steps"].values() for m in steps.values())
+    memory = {(r["micro_batch"], r["setup"], r["activations"]): r["gib"] for r in result["projections"]["memory"]}
+    assert all(memory[(m, "FSDP x8", a)] < memory[(m, "DDP", a)] for m, _, a in memory)
+    assert memory[(32, "DDP", "kept")] > memory[(1, "DDP", "kept")]
+    assert all(hours > 0 for hours in result["projections"]["gpu_hours"].values())
+    assert "GPU-hours at 40% MFU" in (tmp_path / "paper_scale.md").read_text()
+
+
+def test_the_gpu_check_runs_to_the_end_on_cpu_at_tiny_size(tmp_path):
+    args = gpu_check.GpuCheckArgs(size="tiny", length=32, micro_batches=[2], steps=1, out=tmp_path)
+    result = gpu_check.run(args)
+    assert [result[name]["status"] for name in ("bf16", "attention", "compile")] == ["PASS", "PASS", "PASS"]
+    assert result["fsdp"]["status"] == ("PASS" if result["device"] == "cuda" else "SKIP")
+    assert result["training"][0]["status"] == "PASS" and result["training"][0]["target_tokens_per_s"] > 0
+    assert [row["beams"] for row in result["generation"]] == [1, 5]
+    assert "| compile | PASS |" in (tmp_path / "gpu_check.md").read_text()
