@@ -1,13 +1,36 @@
-"""How far each fast mode's greedy outputs are from fp32's on a trained model's held-out inputs: identical share,
-chrF++ against fp32's outputs, and the fp32 logit gap where they first differ (near-ties)."""
+"""What each fast decoding mode costs in quality.
+
+- `real_text_scores` (run as a program): the score users judge by, chrF++ and ROUGE-L F against the references, of
+  fp32, `--quantize int8` / `fp16` and bf16 weights on held-out real text (a real-text benchmark model: its
+  translation model on the UI strings' and OpenPecha's test sides), beside each mode's share of outputs identical to
+  fp32's;
+- `quantized_agreement` (speed.py --agreement_model): greedy outputs against fp32's on the quickstart's names, and
+  the fp32 logit gap where they first differ (near-ties).
+
+    python benchmarks/quantized_agreement.py --model runs/real-tasks/shared-s0/translation/final
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/quantized_agreement.py`: the repository root, for `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from benchmarks.common import SHARED_DATA, machine, markdown_table, write_json
 from benchmarks.file_throughput import QUANTIZED
+
+MODES = ["fp32", *QUANTIZED, "bf16"]
+"""Decoding modes compared: fp32, each `--quantize` mode, bf16 weights (`--precision bf16`)."""
+HELD_OUT = [
+    ("ui", "mt/software-ui.en-zh-{lang}.jsonl", ["ug", "kk", "mn"]),
+    ("openpecha", "mt/openpecha.bo-zh.jsonl", ["bo"]),
+]
+"""The real-text benchmark's held-out translation sides (split test, as benchmarks/real_tasks.py evaluates)."""
 
 TIE_MARGINS = (0.01, 0.05)
 """fp32 logit gaps (top token against the runner-up) counted as near-ties in the agreement."""
@@ -105,3 +128,98 @@ def quantized_agreement(model_dir: Path, limit: int = 0) -> dict | None:
         "divergence_gaps": {mode: sorted(gaps) for mode, gaps in divergence_gaps.items()},
     }
     return result
+
+
+@dataclass
+class FastModeArgs:
+    """Arguments of benchmarks/quantized_agreement.py."""
+
+    model: Path
+    """A trained XLM-SWCM translation model (real_tasks.py --keep_models: WORK/VARIANT-sN/translation/final)."""
+    limit: int = 200
+    """Held-out examples per language."""
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    """Modes: fp32, int8, fp16 (--quantize) and bf16 (bf16 weights)."""
+    out: Path = Path("benchmarks/results/fast_modes")
+    """Results folder (fast_modes.json, fast_modes.md)."""
+
+
+def real_text_scores(args: FastModeArgs) -> dict:
+    """Per mode and held-out language: chrF++, ROUGE-L F, identical-to-fp32 %, decoding seconds (greedy, no repeated
+    3-grams, as the real-text benchmark)."""
+    import copy
+    import time
+
+    from transformers import AutoTokenizer
+
+    from swcm import load_model_folder
+    from swcm.evaluation import evaluate_file
+    from swcm.generation import prepare_for_inference
+    from swcm.specs import TaskSpec
+
+    base = load_model_folder(args.model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    result = {"machine": machine(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}}
+    outputs: dict[str, dict[str, list[str]]] = {}
+    rows = []
+    for mode in args.modes:
+        precision, quantize = ("bf16", "none") if mode == "bf16" else ("fp32", "none" if mode == "fp32" else mode)
+        model, how = prepare_for_inference(copy.deepcopy(base), precision, quantize)
+        for name, pattern, langs in HELD_OUT:
+            for lang in langs:
+                path = SHARED_DATA / pattern.replace("{lang}", lang)
+                spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang, split="test")
+                started = time.perf_counter()
+                row, predictions = evaluate_file(
+                    model, tokenizer, path, spec, limit=args.limit, skip_empty=True, num_beams=1,
+                    max_new_tokens=64, no_repeat_ngram_size=3, batch_size=32, progress=False,
+                )  # fmt: skip
+                texts = [p["output"] for p in predictions]
+                outputs.setdefault(f"{name}:{lang}", {})[mode] = texts
+                reference = outputs[f"{name}:{lang}"].get("fp32", texts)
+                same = 100 * sum(a == b for a, b in zip(texts, reference, strict=True)) / max(1, len(texts))
+                rows.append(
+                    {
+                        "mode": mode, "how": how, "cell": f"{name}:{lang}", "n": row["n"], "chrf++": row["chrf++"],
+                        "rougeL_f": row["rougeL_f"], "identical_to_fp32": same,
+                        "seconds": time.perf_counter() - started,
+                    }
+                )  # fmt: skip
+                print(f"{mode:5s} {name}:{lang}: chrF++ {row['chrf++']:.2f}, identical {same:.0f}%", flush=True)
+    result["rows"] = rows
+    out = Path(args.out)
+    write_json(out / "fast_modes.json", result)
+    (out / "fast_modes.md").write_text(render_scores(result), encoding="utf-8")
+    return result
+
+
+def render_scores(result: dict) -> str:
+    info = result["machine"]
+    flags = ", ".join(info.get("cpu_flags", [])) or "none listed"
+    fp32 = {r["cell"]: r for r in result["rows"] if r["mode"] == "fp32"}
+    table = []
+    for r in result["rows"]:
+        base = fp32.get(r["cell"])
+        delta = r["chrf++"] - base["chrf++"] if base else None
+        table.append(
+            [r["mode"], r["cell"], r["n"], r["chrf++"], delta, r["rougeL_f"], r["identical_to_fp32"], r["seconds"]]
+        )
+    header = ["mode", "held-out", "n", "chrF++", "chrF++ - fp32", "ROUGE-L F", "identical to fp32 %", "seconds"]
+    return (
+        f"# Fast decoding modes against fp32 on held-out real text\n\n{info['date']} · {info['cpu']} (CPU flags: "
+        f"{flags}) · model `{result['args']['model']}` · greedy, no repeated 3-grams\n\n"
+        + markdown_table(header, table)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from swcm.cli import parse_dataclass
+
+    args = parse_dataclass(FastModeArgs, argv, __doc__)
+    real_text_scores(args)
+    print((Path(args.out) / "fast_modes.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

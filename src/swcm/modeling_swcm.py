@@ -553,6 +553,18 @@ class SWCMForConditionalGeneration(SWCMPreTrainedModel, GenerationMixin):
             kwargs["decoder_input_ids"] = prompt.expand(source.shape[0], 2).contiguous()
         return super().generate(inputs, **kwargs)
 
+    @staticmethod
+    def _reorder_cache(cache, beam_idx: torch.LongTensor):
+        """Beam search's reorder of the cache after each step (GenerationMixin calls this hook when a model has it):
+        only the self-attention keys and values move. Every beam of one input holds the same cross-attention keys
+        and values (the same encoder output) and beams are only ever chosen among one input's own, so moving those
+        would copy each layer's source-length states every step for nothing."""
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters by part; the shared embeddings count once, with the encoder."""
         encoder = sum(p.numel() for p in self.model.encoder.parameters())
