@@ -100,6 +100,11 @@ def decoding_runners(models: dict, tokenizer, args) -> dict:
             runners[f"swcm {mode}"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", mode)[0], "swcm")
         if cpu_has_fast_bf16()[0]:
             runners["swcm bf16"] = hf(prepare_for_inference(copy.deepcopy(models["swcm"]), "bf16")[0], "swcm")
+        # the same int8 model with transformers' own reorder of the whole cache each beam step (what swcm did before
+        # its _reorder_cache left the cross-attention cache in place): what that change is worth, in the same run
+        full = prepare_for_inference(copy.deepcopy(models["swcm"]), "fp32", "int8")[0]
+        full._reorder_cache = lambda cache, beam_idx: (cache.reorder_cache(beam_idx), cache)[1]
+        runners["swcm int8, whole cache reordered"] = hf(full, "swcm")
     for name in ("bert2bert", "mbart"):
         if name in models:
             runners[f"{name} fp32"] = hf(models[name], name)

@@ -49,7 +49,11 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     saved = json.loads((tmp_path / "speed.json").read_text())
     file = saved["file_throughput"]
     decodings = {"swcm fp32", "swcm int8", "swcm fp16", "bert2bert fp32", "mbart fp32", "ctranslate2-mbart fp32"}
-    decodings |= {"ctranslate2-mbart int8", "bert2bert fp32, decoder attention eager"}
+    decodings |= {
+        "ctranslate2-mbart int8",
+        "bert2bert fp32, decoder attention eager",
+        "swcm int8, whole cache reordered",
+    }
     assert decodings <= {r["decoding"] for r in file["rows"]} and set(file["latency"]) >= decodings
     # 5 sentences x 4 forced tokens each, per beam size (the benchmark checks every batch's length)
     assert all(r["tokens"] == 20 and r["tokens_per_s"] > 0 for r in file["rows"])
@@ -213,3 +217,14 @@ def test_the_gpu_check_runs_to_the_end_on_cpu_at_tiny_size(tmp_path):
     assert result["training"][0]["status"] == "PASS" and result["training"][0]["target_tokens_per_s"] > 0
     assert [row["beams"] for row in result["generation"]] == [1, 5]
     assert "| compile | PASS |" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+def test_fast_modes_are_scored_against_fp32_on_held_out_real_text(tiny_model, tmp_path):
+    args = quantized_agreement.FastModeArgs(model=tiny_model, limit=3, out=tmp_path)
+    result = quantized_agreement.real_text_scores(args)
+    cells = {(r["mode"], r["cell"]) for r in result["rows"]}
+    assert cells == {(m, c) for m in quantized_agreement.MODES for c in ("ui:ug", "ui:kk", "ui:mn", "openpecha:bo")}
+    assert all(r["n"] == 3 and 0 <= r["identical_to_fp32"] <= 100 for r in result["rows"])
+    assert all(r["identical_to_fp32"] == 100 for r in result["rows"] if r["mode"] == "fp32")
+    assert "| int8 | ui:ug | 3 |" in (tmp_path / "fast_modes.md").read_text()
