@@ -209,6 +209,19 @@ def test_fsdp_sharded_model_trains_as_the_whole_one(tmp_path):
     assert fsdp_wrap_classes(from_encoder(encoder)) <= wrapped, "the shipped config wraps the layers the test wraps"
 
 
+def test_a_compiled_run_follows_the_eager_loss_curve(recipe_file, tmp_path):
+    """`compile: true` (torch.compile of each layer kind, inductor): the same losses as eager, step by step."""
+    from .conftest import save_tiny_xlmr
+
+    encoder = save_tiny_xlmr(tmp_path / "encoder", dropout=0.0)
+    args = ("--model", str(encoder), "--num_workers", "0", "--max_steps", "3")
+    eager = run(recipe_file, tmp_path / "eager", *args)
+    compiled = run(recipe_file, tmp_path / "compiled", *args, "--compile", "true")
+    assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr[-3000:]
+    for a, b in zip(losses(tmp_path / "eager"), losses(tmp_path / "compiled"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), (a, b)
+
+
 @pytest.mark.parametrize(("tasks", "absent"), [("mt", "loss_dae"), ("dae", "loss_mt")])
 def test_ablation_switches_turn_an_objective_off(recipe_file, tmp_path, tasks, absent):
     out = tmp_path / tasks

@@ -100,6 +100,9 @@ class TrainArgs(CheckedPart):
     """Checkpoints kept (oldest deleted)."""
     log_every: int = 1
     """Log every N steps."""
+    compile: bool = False
+    """torch.compile each encoder and decoder layer (inductor, one compile per layer kind, shapes dynamic): fuses
+    the element-wise work around the multiplies; the first steps wait for the compiler."""
     gradient_checkpointing: bool = False
     """Recompute each encoder and decoder layer's activations in the backward pass instead of keeping them: less
     memory per sequence (larger micro-batches), about a third more compute; the same losses and gradients."""

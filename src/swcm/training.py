@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, TorchDynamoPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
@@ -313,10 +313,14 @@ def run_training(
 
 def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created: bool) -> dict:
     precision = resolve_precision(recipe.mixed_precision)
+    compiler = None
+    if recipe.compile:  # regional: each repeated layer compiled once, not the whole model
+        compiler = TorchDynamoPlugin(backend="inductor", use_regional_compilation=True, dynamic=True)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
         mixed_precision=precision.accelerate,
         gradient_accumulation_steps=recipe.accumulation(_world()),
+        dynamo_plugin=compiler,
     )
     world, rank = accelerator.num_processes, accelerator.process_index
     if world != _world():
