@@ -79,6 +79,8 @@ class SpeedArgs:
     """A trained XLM-SWCM folder (e.g. the quickstart's train/final): quantized against fp32 outputs (None: skip)."""
     agreement_names: int = 0
     """Held-out names per language for the agreement (0: all)."""
+    train_compiled: bool = True
+    """Training step: also time swcm with each layer kind compiled (the recipes' `compile: true`)."""
     skip_grid: bool = False
     """Skip the forced-length grid, the profile and the training step (file throughput and agreement only)."""
 

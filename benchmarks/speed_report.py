@@ -41,12 +41,13 @@ def summarise(result: dict) -> dict:
                             }
                         )
     train = {(r["model"], r["precision"]): r for r in result["training"]}
+    trained = list(dict.fromkeys(r["model"] for r in result["training"]))  # the models and "swcm compiled"
     training = []
-    for name in models:
+    for name in trained:
         fp32, bf16 = train.get((name, "fp32")), train.get((name, "bf16"))
         if fp32 and bf16:
             entry = {"model": name, "bf16_speedup": fp32["seconds_per_step"] / bf16["seconds_per_step"]}
-            for peer in models:
+            for peer in trained:
                 if peer != name and (peer, "fp32") in train:
                     entry[f"flops_ratio_vs_{peer}_fp32"] = (
                         fp32["achieved_flops"] / train[(peer, "fp32")]["achieved_flops"]
@@ -327,8 +328,8 @@ def plot(result: dict, out: Path) -> None:
     fig.savefig(out / "generation.png", dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = result["models"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(dict.fromkeys(r["model"] for r in result["training"]))
     width = 0.38
     for i, precision in enumerate(("fp32", "bf16")):
         values = [

@@ -122,6 +122,19 @@ def measure_training(models: dict, args, encoder_dir: str) -> list[dict]:
         flops[name] = counter.get_total_flops()
         model.zero_grad(set_to_none=True)
     peaks = {name: _in_fresh_process(encoder_dir, name, args.train_batch, args.train_length) for name in models}
+    if "swcm" in models and getattr(args, "train_compiled", False):
+        # swcm's `compile: true`: each layer kind compiled (inductor); its FLOPs are eager's, warmed up (compiled) here
+        import copy
+
+        from accelerate.utils import compile_regions
+
+        models = {**models, "swcm compiled": compile_regions(copy.deepcopy(models["swcm"]), dynamic=True)}
+        batches["swcm compiled"], flops["swcm compiled"] = batches["swcm"], flops["swcm"]
+        peaks["swcm compiled"] = {"fp32": None, "bf16": None}
+        warm = torch.optim.AdamW(models["swcm compiled"].parameters(), lr=0.0)
+        for precision in ("fp32", "bf16"):
+            _train_step(models["swcm compiled"], warm, batches["swcm"], precision, device)
+        del warm
     rows = []
     for precision in ("fp32", "bf16"):
         optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, m in models.items()}

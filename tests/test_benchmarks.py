@@ -78,7 +78,7 @@ def test_speed_benchmark_smoke(tiny_xlmr, tmp_path):
     ratios = result["summary"]["generation_ratios"]
     assert len(ratios) == 8 and all(r["speedup_vs_bert2bert"] > 0 and r["speedup_vs_mbart"] > 0 for r in ratios)
     assert {(r["model"], r["precision"]) for r in saved["training"]} == {
-        (m, p) for m in ("swcm", "bert2bert", "mbart") for p in ("fp32", "bf16")
+        (m, p) for m in ("swcm", "bert2bert", "mbart", "swcm compiled") for p in ("fp32", "bf16")
     }
     # the decoder with two attentions and two FFNs per custom layer counts more FLOPs per token than bert2bert's
     flops = saved["generation_flops_per_token"]
