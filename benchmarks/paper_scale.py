@@ -53,6 +53,9 @@ class PaperScaleArgs:
     """Tokens of the Chinese news the paper adds to MC^2 (not published; 0: MC^2 alone)."""
     mfu: float = 0.4
     """Model FLOP utilisation assumed for the GPU-hours."""
+    tokenizer: str = "runs/real-tasks/encoder"
+    """Vocabulary that counts MC^2's tokens (default: the real-text benchmark's encoder, e5 with Tibetan pieces;
+    packaged:multilingual-e5-small where it is missing). CINO's own is not available offline."""
     out: Path = Path("benchmarks/results/paper_scale")
     """Results folder (paper_scale.json, paper_scale.md)."""
 
@@ -188,18 +191,30 @@ def data_rate(length: int) -> dict | None:
         return {"examples_per_s_per_worker": 200 / (time.perf_counter() - started), "max_length": length}
 
 
+def activation_model(measured: dict) -> dict:
+    """A step's peak above the static state as fixed + micro-batch x per-sequence bytes, from the smallest and the
+    largest micro-batch measured (one: all of it per sequence)."""
+    micro = sorted(measured, key=int)
+    low, high = measured[micro[0]]["step_peak_bytes"], measured[micro[-1]]["step_peak_bytes"]
+    if len(micro) == 1:
+        return {"per_sequence_bytes": low / int(micro[0]), "fixed_bytes": 0}
+    slope = (high - low) / (int(micro[-1]) - int(micro[0]))
+    return {"per_sequence_bytes": slope, "fixed_bytes": max(0.0, low - int(micro[0]) * slope)}
+
+
 def projections(result: dict, args: PaperScaleArgs) -> dict:
     """Memory per GPU for the global batch of 600 at each micro-batch, and GPU-hours for the corpus."""
     params = result["parameters"]["total"]
     static = 16 * params  # fp32 weights 4 + gradients 4 + AdamW moments 8 bytes per parameter
-    per_sequence = {key: value["per_sequence_bytes"] for key, value in result["activations"].items()}
     rows = []
     for micro in [1, 2, 4, 8, 16, 32, 64]:
-        for mode, sequence_bytes in per_sequence.items():
+        for mode, activations in result["activations"].items():
             for setup, shards in (("DDP", 1), ("FSDP x8", 8)):
                 # FSDP: static state sharded; one layer's full weights gathered at a time (+ its gradient)
                 gathered = 0 if shards == 1 else 2 * 4 * result["parameters"]["largest_layer"]
-                need = static / shards + gathered + micro * sequence_bytes
+                need = (
+                    static / shards + gathered + activations["fixed_bytes"] + micro * activations["per_sequence_bytes"]
+                )
                 accumulation = 600 / (8 * micro)
                 rows.append(
                     {
@@ -218,12 +233,11 @@ def projections(result: dict, args: PaperScaleArgs) -> dict:
     return {"memory": rows, "corpus_tokens": corpus_tokens, "trained_tokens": tokens, "gpu_hours": hours}
 
 
-def bytes_per_token(length: int) -> dict[str, float]:
-    """UTF-8 bytes per token of each MC^2 language with the real-text benchmark's encoder vocabulary (the packaged
-    e5 with Tibetan pieces added) on the shared data's mono files; CINO's own vocabulary is not available offline."""
+def bytes_per_token(name: str) -> dict[str, float]:
+    """UTF-8 bytes per token of each MC^2 language with the tokenizer `name` on the shared data's mono files."""
     from swcm.encoders import load_tokenizer
 
-    folder = REPOSITORY / "runs" / "real-tasks" / "encoder"
+    folder = REPOSITORY / name
     tokenizer = load_tokenizer(folder if (folder / "config.json").is_file() else "packaged:multilingual-e5-small")
     files = {"bo": "mono/bo.*.jsonl", "ug": "mono/ug.essays.jsonl", "kk": "mono/kk.*.jsonl", "mn": "mono/mn.*.jsonl"}
     rates = {}
@@ -258,16 +272,10 @@ def run(args: PaperScaleArgs) -> dict:
         mode = "checkpointed" if checkpointing else "kept"
         measured = {m: in_fresh_process(args.size, m, args.length, checkpointing) for m in args.micro_batches}
         result["steps"][mode] = measured
-        largest, smallest = max(measured), min(measured)
-        slope = (measured[largest]["step_peak_bytes"] - measured[smallest]["step_peak_bytes"]) / max(
-            1, largest - smallest
-        )
-        result["activations"][mode] = {
-            "per_sequence_bytes": max(slope, measured[smallest]["step_peak_bytes"] / smallest)
-        }
+        result["activations"][mode] = activation_model(measured)
         print(f"{mode}: {json.dumps(measured)}", flush=True)
     result["data_pipeline"] = data_rate(args.length)
-    result["bytes_per_token"] = bytes_per_token(args.length)
+    result["bytes_per_token"] = bytes_per_token(args.tokenizer)
     result["projections"] = projections(result, args)
     out = Path(args.out)
     write_json(out / "paper_scale.json", result)
@@ -288,7 +296,9 @@ def render(result: dict) -> str:
         f"{counts['lm_head']:,}). FLOPs per target token (forward + backward, source included): "
         f"{result['flops_per_token'] / 1e9:.2f} GFLOP.",
         "",
-        "Measured steps (bf16 autocast, fresh process each; static = weights + gradients + AdamW state):",
+        "Measured steps (bf16 autocast, fresh process each; static = weights + gradients + AdamW state)"
+        + (f"; {result['note']}" if result.get("note") else "")
+        + ":",
         "",
     ]
     rows = []
@@ -296,8 +306,13 @@ def render(result: dict) -> str:
         for micro, m in sorted(measured.items(), key=lambda kv: int(kv[0])):
             rows.append([mode, micro, m["static_bytes"] / 2**30, m["step_peak_bytes"] / 2**30, m["seconds"]])
     lines += [markdown_table(["activations", "micro-batch", "static GiB", "step peak GiB", "seconds"], rows), ""]
-    per = {k: v["per_sequence_bytes"] / 2**20 for k, v in result["activations"].items()}
-    lines += [f"Activation memory per sequence: {', '.join(f'{k} {v:.0f} MiB' for k, v in per.items())}.", ""]
+    per = {k: (v["per_sequence_bytes"] / 2**20, v["fixed_bytes"] / 2**20) for k, v in result["activations"].items()}
+    lines += [
+        "A step's peak above the static state = fixed + micro-batch x per sequence: "
+        + "; ".join(f"{k}: {fixed:.0f} MiB + {seq:.0f} MiB per sequence" for k, (seq, fixed) in per.items())
+        + " (the logits of 135k pieces are most of what checkpointing keeps).",
+        "",
+    ]
     if result.get("data_pipeline"):
         rate = result["data_pipeline"]["examples_per_s_per_worker"]
         lines += [f"Data pipeline at length {args['length']}: {rate:.0f} examples/s per worker.", ""]
