@@ -223,7 +223,7 @@ def projections(result: dict, args: PaperScaleArgs) -> dict:
                         "setup": setup,
                         "gib": need / 2**30,
                         "accumulation_on_8_gpus": accumulation,
-                        "fits": {card: need < card * 0.9 * 2**30 for card in (24, 40, 80)},
+                        "fits": {str(card): need < card * 0.9 * 2**30 for card in (24, 40, 80)},
                     }
                 )
     corpus_tokens = sum(MC2_BYTES[lang] / result["bytes_per_token"][lang] for lang in MC2_BYTES)
@@ -323,7 +323,7 @@ def render(result: dict) -> str:
         for setup in ("DDP", "FSDP x8"):
             for mode in ("kept", "checkpointed"):
                 row = by[(micro, setup, mode)]
-                fits = [card for card in (24, 40, 80) if row["fits"][card]]
+                fits = [card for card in (24, 40, 80) if row["fits"][str(card)]]
                 cells.append(f"{row['gib']:.1f} ({'>=' + str(fits[0]) + ' GB' if fits else 'no card'})")
         table.append(cells)
     header = ["micro-batch", "accumulation (8 GPUs)", "DDP", "DDP, checkpointed", "FSDP x8", "FSDP x8, checkpointed"]
