@@ -222,6 +222,16 @@ def test_a_compiled_run_follows_the_eager_loss_curve(recipe_file, tmp_path):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), (a, b)
 
 
+def test_two_runs_in_one_process_may_use_different_precisions(recipe_file, tmp_path):
+    """A library caller (or `main` called twice) trains fp32 and then bf16 in one process: accelerate's process-wide
+    state would refuse the second Accelerator; each run leaves it clean."""
+    from swcm.cli import main
+
+    for precision in ("fp32", "bf16"):
+        args = ["--out", str(tmp_path / precision), "--max_steps", "1", "--num_workers", "0"]
+        assert main(["pretrain", "--config", str(recipe_file), *args, "--mixed_precision", precision]) == 0
+
+
 @pytest.mark.parametrize(("tasks", "absent"), [("mt", "loss_dae"), ("dae", "loss_mt")])
 def test_ablation_switches_turn_an_objective_off(recipe_file, tmp_path, tasks, absent):
     out = tmp_path / tasks

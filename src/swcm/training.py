@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, TorchDynamoPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -308,7 +309,13 @@ def run_training(
     check_output_folder(out)
     check_out_folder(out, recipe, resume, overwrite)  # before the lock: a refused run leaves no folder behind
     with hold_run_folder(out) as created:
-        return _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created)
+        try:
+            return _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created)
+        finally:
+            if _world() == 1:
+                # accelerate keeps one state per process and refuses an Accelerator with other settings (another
+                # precision) later in the same process: a library caller's second run starts from a clean one
+                AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created: bool) -> dict:
