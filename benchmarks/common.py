@@ -133,3 +133,38 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def in_fresh_process(module: str, call: str) -> dict:
+    """`benchmarks.<module>.<call>` (a call returning a JSON-able value) in a new Python process, so that the peak
+    memory it measures holds only what that call allocated; its result."""
+    import subprocess
+    import sys
+
+    code = f"import json; from benchmarks import {module} as m; print('RESULT', json.dumps(m.{call}))"
+    # glibc would keep freed buffers (its mmap threshold adapts upwards) and hide a later peak: a fixed threshold
+    # maps every large buffer and unmaps it on free, so RSS follows live memory
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPOSITORY)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"{module}.{call} failed in its own process:\n{done.stderr[-2000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def write_report(out: Path, name: str, result: dict, markdown: str) -> None:
+    """A benchmark's results: NAME.json (the raw rows) and NAME.md, each replaced whole."""
+    write_json(Path(out) / f"{name}.json", result)
+    staging = Path(out) / f"{name}.md.tmp"
+    staging.write_text(markdown, encoding="utf-8")
+    os.replace(staging, Path(out) / f"{name}.md")
+
+
+def run_as_program(args_class: type, run, report: str, doc: str | None, argv: list[str] | None = None) -> int:
+    """A benchmark's `main`: its arguments parsed as swcm's commands are, `run(args)`, then its markdown printed."""
+    from swcm.cli import parse_dataclass
+
+    args = parse_dataclass(args_class, argv, doc)
+    run(args)
+    print((Path(args.out) / report).read_text(encoding="utf-8"))
+    return 0

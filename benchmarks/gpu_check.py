@@ -25,28 +25,23 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 if __package__ in (None, ""):  # `python benchmarks/gpu_check.py`: the repository root, for `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from benchmarks.common import REPOSITORY, machine, markdown_table, write_json
-from benchmarks.paper_scale import SHAPES, batch, build
+from benchmarks.common import REPOSITORY, machine, markdown_table, run_as_program, write_report
+from benchmarks.paper_scale import SHAPES, ShapeArgs, batch, build
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
 """Dense bf16 peaks (FLOP/s) by GPU name fragment, for MFU."""
 
 
 @dataclass
-class GpuCheckArgs:
+class GpuCheckArgs(ShapeArgs):
     """Arguments of benchmarks/gpu_check.py."""
 
-    size: Literal["paper", "tiny"] = "paper"
-    """paper: CINO-base-v2's shape; tiny: a small stand-in (runs anywhere in seconds)."""
-    length: int = 256
-    """Source and target tokens per training sequence."""
     micro_batches: list[int] = field(default_factory=lambda: [8, 16, 32])
     """Micro-batches of the timed pretraining step (one that runs out of memory is reported as such)."""
     steps: int = 5
@@ -223,9 +218,7 @@ def run(args: GpuCheckArgs) -> dict:
     result["training"] = time_training(model, args, device)
     result["generation"] = time_generation(model, device)
     result["fsdp"] = check_fsdp(device, Path(args.out) / "fsdp-work") if args.fsdp else {"status": "SKIP"}
-    out = Path(args.out)
-    write_json(out / "gpu_check.json", result)
-    (out / "gpu_check.md").write_text(render(result), encoding="utf-8")
+    write_report(Path(args.out), "gpu_check", result, render(result))
     return result
 
 
@@ -256,12 +249,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from swcm.cli import parse_dataclass
-
-    args = parse_dataclass(GpuCheckArgs, argv, __doc__)
-    run(args)
-    print((Path(args.out) / "gpu_check.md").read_text(encoding="utf-8"))
-    return 0
+    return run_as_program(GpuCheckArgs, run, "gpu_check.md", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ token count at a stated MFU.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +23,15 @@ from typing import Literal
 if __package__ in (None, ""):  # `python benchmarks/paper_scale.py`: the repository root, for `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPOSITORY, SHARED_DATA, machine, markdown_table, write_json
+from benchmarks.common import (
+    REPOSITORY,
+    SHARED_DATA,
+    in_fresh_process,
+    machine,
+    markdown_table,
+    run_as_program,
+    write_report,
+)
 
 SHAPES = {  # CINO-base-v2 (XLM-R base with 135,135 pieces) and a tiny stand-in for the tests
     "paper": dict(vocab=135_135, hidden=768, layers=12, heads=12, intermediate=3072, positions=514),
@@ -38,13 +44,19 @@ GPUS = {"A100 (312 TFLOP/s bf16)": 312e12, "H100 SXM (989 TFLOP/s bf16)": 989e12
 
 
 @dataclass
-class PaperScaleArgs:
-    """Arguments of benchmarks/paper_scale.py."""
+class ShapeArgs:
+    """The model and sequence shape a paper-scale measurement runs at (gpu_check.py takes these too)."""
 
     size: Literal["paper", "tiny"] = "paper"
-    """paper: CINO-base-v2's shape; tiny: a small stand-in (the tests')."""
+    """paper: CINO-base-v2's shape; tiny: a small stand-in (runs anywhere in seconds; the tests')."""
     length: int = 256
-    """Source and target tokens per sequence (the paper's 256)."""
+    """Source and target tokens per training sequence (the paper's 256)."""
+
+
+@dataclass
+class PaperScaleArgs(ShapeArgs):
+    """Arguments of benchmarks/paper_scale.py."""
+
     micro_batches: list[int] = field(default_factory=lambda: [1, 2, 4])
     """Micro-batches whose step memory is measured (each in a fresh process, with and without checkpointing)."""
     epochs: float = 8
@@ -134,20 +146,6 @@ def step_memory(size_name: str, micro_batch: int, length: int, checkpointing: bo
         "step_peak_bytes": _rss("VmHWM") - held,
         "seconds": seconds,
     }
-
-
-def in_fresh_process(size_name: str, micro_batch: int, length: int, checkpointing: bool) -> dict:
-    code = (
-        "import json; from benchmarks import paper_scale as p; "
-        f"print('MEM', json.dumps(p.step_memory({size_name!r}, {micro_batch}, {length}, {checkpointing})))"
-    )
-    # glibc keeps freed buffers unless a fixed mmap threshold maps every large one: RSS then follows live memory
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPOSITORY)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("MEM ")), None)
-    if done.returncode or line is None:
-        raise RuntimeError(f"step memory failed:\n{done.stderr[-2000:]}")
-    return json.loads(line[4:])
 
 
 def flops_per_sequence(size_name: str, length: int) -> float:
@@ -270,16 +268,15 @@ def run(args: PaperScaleArgs) -> dict:
     result["activations"] = {}
     for checkpointing in (False, True):
         mode = "checkpointed" if checkpointing else "kept"
-        measured = {m: in_fresh_process(args.size, m, args.length, checkpointing) for m in args.micro_batches}
+        call = f"step_memory({args.size!r}, {{}}, {args.length}, {checkpointing})"
+        measured = {m: in_fresh_process("paper_scale", call.format(m)) for m in args.micro_batches}
         result["steps"][mode] = measured
         result["activations"][mode] = activation_model(measured)
         print(f"{mode}: {json.dumps(measured)}", flush=True)
     result["data_pipeline"] = data_rate(args.length)
     result["bytes_per_token"] = bytes_per_token(args.tokenizer)
     result["projections"] = projections(result, args)
-    out = Path(args.out)
-    write_json(out / "paper_scale.json", result)
-    (out / "paper_scale.md").write_text(render(result), encoding="utf-8")
+    write_report(Path(args.out), "paper_scale", result, render(result))
     return result
 
 
@@ -352,12 +349,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from swcm.cli import parse_dataclass
-
-    args = parse_dataclass(PaperScaleArgs, argv, __doc__)
-    run(args)
-    print((Path(args.out) / "paper_scale.md").read_text(encoding="utf-8"))
-    return 0
+    return run_as_program(PaperScaleArgs, run, "paper_scale.md", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # `python benchmarks/quantized_agreement.py`: the
 
 import torch
 
-from benchmarks.common import SHARED_DATA, machine, markdown_table, write_json
+from benchmarks.common import SHARED_DATA, machine, markdown_table, run_as_program, write_report
 from benchmarks.file_throughput import QUANTIZED
 
 MODES = ["fp32", *QUANTIZED, "bf16"]
@@ -187,9 +187,7 @@ def real_text_scores(args: FastModeArgs) -> dict:
                 )  # fmt: skip
                 print(f"{mode:5s} {name}:{lang}: chrF++ {row['chrf++']:.2f}, identical {same:.0f}%", flush=True)
     result["rows"] = rows
-    out = Path(args.out)
-    write_json(out / "fast_modes.json", result)
-    (out / "fast_modes.md").write_text(render_scores(result), encoding="utf-8")
+    write_report(Path(args.out), "fast_modes", result, render_scores(result))
     return result
 
 
@@ -213,12 +211,7 @@ def render_scores(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from swcm.cli import parse_dataclass
-
-    args = parse_dataclass(FastModeArgs, argv, __doc__)
-    real_text_scores(args)
-    print((Path(args.out) / "fast_modes.md").read_text(encoding="utf-8"))
-    return 0
+    return run_as_program(FastModeArgs, real_text_scores, "fast_modes.md", __doc__, argv)
 
 
 if __name__ == "__main__":

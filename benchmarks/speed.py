@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # `python benchmarks/speed.py`: the repository ro
 
 import torch
 
-from benchmarks.common import benchmark_encoder, machine, write_json
+from benchmarks.common import benchmark_encoder, machine, run_as_program, write_json
 from benchmarks.decode_grid import generation_flops_per_token, linear_microbenchmark, measure_generation, profile_decode
 from benchmarks.file_throughput import decoding_runners, measure_file_throughput
 from benchmarks.peers import build_models
@@ -127,12 +127,7 @@ def run(args: SpeedArgs) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from swcm.cli import parse_dataclass
-
-    args = parse_dataclass(SpeedArgs, argv, __doc__)
-    run(args)
-    print((Path(args.out) / "speed.md").read_text(encoding="utf-8"))
-    return 0
+    return run_as_program(SpeedArgs, run, "speed.md", __doc__, argv)
 
 
 if __name__ == "__main__":

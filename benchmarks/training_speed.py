@@ -6,16 +6,13 @@ examples/s.
 from __future__ import annotations
 
 import gc
-import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPOSITORY, SHARED_DATA
+from benchmarks.common import SHARED_DATA, in_fresh_process
 from benchmarks.peers import build_models
 from swcm.choices import PRETRAIN_TASKS
 
@@ -88,20 +85,7 @@ def peak_training_memory(encoder_dir: str, name: str, size: int, length: int) ->
 
 def _in_fresh_process(encoder_dir: str, name: str, size: int, length: int) -> dict[str, int | None]:
     """peak_training_memory in a new Python process, so that peaks of different models do not mix."""
-    import subprocess
-
-    code = (
-        "import json; from benchmarks import training_speed as speed; "
-        f"print('PEAK', json.dumps(speed.peak_training_memory({encoder_dir!r}, {name!r}, {size}, {length})))"
-    )
-    # glibc would keep freed activation buffers (its mmap threshold adapts upwards) and hide the second precision's
-    # peak: a fixed threshold maps every large buffer and unmaps it on free, so RSS follows live memory.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPOSITORY)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("PEAK ")), None)
-    if done.returncode or line is None:
-        raise RuntimeError(f"peak memory of {name} failed:\n{done.stderr[-2000:]}")
-    return json.loads(line.split(" ", 1)[1])
+    return in_fresh_process("training_speed", f"peak_training_memory({encoder_dir!r}, {name!r}, {size}, {length})")
 
 
 def measure_training(models: dict, args, encoder_dir: str) -> list[dict]:
