@@ -15,6 +15,7 @@ import torch
 from benchmarks.common import SHARED_DATA, in_fresh_process
 from benchmarks.peers import build_models
 from swcm.choices import PRETRAIN_TASKS
+from swcm.recipe import regional_compilation
 
 
 def _rss_peak_reset() -> bool:
@@ -106,7 +107,7 @@ def measure_training(models: dict, args, encoder_dir: str) -> list[dict]:
         flops[name] = counter.get_total_flops()
         model.zero_grad(set_to_none=True)
     peaks = {name: _in_fresh_process(encoder_dir, name, args.train_batch, args.train_length) for name in models}
-    if "swcm" in models and getattr(args, "train_compiled", False):
+    if "swcm" in models and getattr(args, "train_compiled", False) and regional_compilation():
         # swcm's `compile: true`: each layer kind compiled (inductor); its FLOPs are eager's, warmed up (compiled) here
         import copy
 

@@ -15,6 +15,7 @@ import yaml
 
 from swcm import from_encoder
 from swcm.cli import parse
+from swcm.recipe import regional_compilation
 from swcm.training import fsdp_wrap_classes
 
 from .test_data import write_jsonl
@@ -209,6 +210,17 @@ def test_fsdp_sharded_model_trains_as_the_whole_one(tmp_path):
     assert fsdp_wrap_classes(from_encoder(encoder)) <= wrapped, "the shipped config wraps the layers the test wraps"
 
 
+@pytest.mark.skipif(regional_compilation(), reason="the installed accelerate compiles layer by layer")
+def test_compile_on_an_accelerate_that_cannot_is_one_line(recipe_file, tmp_path, capsys):
+    from swcm.cli import main
+
+    args = ["pretrain", "--config", str(recipe_file), "--out", str(tmp_path / "run"), "--compile", "true"]
+    assert main(args) == 2
+    assert "compile: the installed accelerate" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not regional_compilation(), reason="the installed accelerate cannot compile layer by layer")
 def test_a_compiled_run_follows_the_eager_loss_curve(recipe_file, tmp_path):
     """`compile: true` (torch.compile of each layer kind, inductor): the same losses as eager, step by step."""
     from .conftest import save_tiny_xlmr

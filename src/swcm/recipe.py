@@ -70,6 +70,16 @@ class BuildArgs(CheckedPart):
         return {name: getattr(self, name) for name in own_fields(BuildArgs)}
 
 
+def regional_compilation() -> bool:
+    """Whether the installed accelerate compiles a model layer by layer (its TorchDynamoPlugin's
+    use_regional_compilation, which older releases lack). Reads the signature without importing torch's compiler."""
+    import inspect
+
+    from accelerate.utils import TorchDynamoPlugin
+
+    return "use_regional_compilation" in inspect.signature(TorchDynamoPlugin).parameters
+
+
 @dataclass(kw_only=True)
 class TrainArgs(CheckedPart):
     """Optimisation, schedule, precision and checkpoints: the one training loop's settings."""
@@ -113,6 +123,13 @@ class TrainArgs(CheckedPart):
         check_fields(self, only=own_fields(TrainArgs), positive=positive, shares=("warmup_ratio",))
         if (self.max_steps is None) == (self.epochs is None):
             raise RecipeError("set exactly one of max_steps and epochs")
+        if self.compile and not regional_compilation():
+            from importlib.metadata import version
+
+            raise RecipeError(
+                f"compile: the installed accelerate {version('accelerate')} cannot compile layer by layer "
+                "(TorchDynamoPlugin's use_regional_compilation); upgrade accelerate, or leave compile off"
+            )
         super().__post_init__()
 
     def accumulation(self, world: int) -> int:

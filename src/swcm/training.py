@@ -320,14 +320,14 @@ def run_training(
 
 def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, created: bool) -> dict:
     precision = resolve_precision(recipe.mixed_precision)
-    compiler = None
+    compiling = {}
     if recipe.compile:  # regional: each repeated layer compiled once, not the whole model
-        compiler = TorchDynamoPlugin(backend="inductor", use_regional_compilation=True, dynamic=True)
+        compiling["dynamo_plugin"] = TorchDynamoPlugin(backend="inductor", use_regional_compilation=True, dynamic=True)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
         mixed_precision=precision.accelerate,
         gradient_accumulation_steps=recipe.accumulation(_world()),
-        dynamo_plugin=compiler,
+        **compiling,
     )
     world, rank = accelerator.num_processes, accelerator.process_index
     if world != _world():
