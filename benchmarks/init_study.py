@@ -4,7 +4,7 @@
     python benchmarks/init_study.py --variants paper random --seeds 0 1 2 --steps 300
 
 Every run fine-tunes on the same data with the same steps, batch, schedule and seed list through `swcm`'s own
-training loop (`training.finetune`), starting from a model that `SWCMForConditionalGeneration.from_encoder` built
+training loop (`training.finetune`), starting from a model that `swcm.from_encoder` built
 with the variant's options. Data: zh <-> ug / kk / mn software UI strings (../shared/data, short segments, both
 directions); the held-out loss is the teacher-forced cross-entropy per target token on pairs kept out of training
 (zh -> X), measured every `eval_every` steps. Writes init_study.json, init_study.md and curves.png to --out.

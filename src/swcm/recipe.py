@@ -66,7 +66,7 @@ class BuildArgs(CheckedPart):
         super().__post_init__()
 
     def from_encoder_options(self) -> dict:
-        """These fields as the keyword arguments of `SWCMForConditionalGeneration.from_encoder` (same names)."""
+        """These fields as the keyword arguments of `swcm.from_encoder` (same names)."""
         return {name: getattr(self, name) for name in own_fields(BuildArgs)}
 
 
