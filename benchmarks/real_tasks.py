@@ -25,7 +25,6 @@ outputs; the minutes of every stage.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from benchmarks.common import (
     machine,
     require_shared_data,
     write_json,
+    write_report,
 )
 from benchmarks.real_tasks_report import collect, done, plot, render, summarise
 from swcm.choices import DEFAULT_ENCODER
@@ -286,13 +286,10 @@ def write_results(args: RealTasksArgs, started: float) -> dict:
         "summary": summarise(runs),
     }
     out = Path(args.out)
-    write_json(out / "real_tasks.json", result)
     text = render(
         result, [(n, what) for n, _, _, what in EVALUATIONS], list(STAGES), {v: VARIANTS[v][0] for v in VARIANTS}
     )
-    tmp = out / "real_tasks.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out / "real_tasks.md")
+    write_report(out, "real_tasks", result, text)
     plot(result, out)
     return result
 
