@@ -106,6 +106,12 @@ def machine() -> dict:
     return info
 
 
+def machine_line(info: dict) -> str:
+    """The one line every report opens with: when, on which CPU (its flags) and threads, with which torch."""
+    flags = ", ".join(info.get("cpu_flags", [])) or "none listed"
+    return f"{info['date']} · {info['cpu']} (CPU flags: {flags}) · {info['threads']} threads · torch {info['torch']}"
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

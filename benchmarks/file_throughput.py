@@ -15,7 +15,7 @@ from benchmarks.common import ntrex_sentences
 from benchmarks.peers import generation_kwargs
 from swcm.choices import QUANTIZE_MODES
 
-QUANTIZED = [mode for mode in QUANTIZE_MODES if mode != "none"]
+QUANTIZED = [mode for mode in QUANTIZE_MODES if mode not in ("auto", "none")]
 """The `--quantize` modes timed and checked against fp32."""
 
 

@@ -28,6 +28,7 @@ from benchmarks.common import (
     SHARED_DATA,
     in_fresh_process,
     machine,
+    machine_line,
     markdown_table,
     run_as_program,
     write_report,
@@ -282,12 +283,11 @@ def run(args: PaperScaleArgs) -> dict:
 
 def render(result: dict) -> str:
     info, args, proj = result["machine"], result["args"], result["projections"]
-    flags = ", ".join(info.get("cpu_flags", [])) or "none listed"
     counts = result["parameters"]
     lines = [
         f"# The paper's configuration rehearsed on CPU ({args['size']} shape, length {args['length']})",
         "",
-        f"{info['date']} · {info['cpu']} (CPU flags: {flags}) · {info['threads']} threads · torch {info['torch']}",
+        machine_line(info),
         "",
         f"Parameters: {counts['total']:,} (encoder {counts['encoder']:,}, decoder {counts['decoder']:,}, LM head "
         f"{counts['lm_head']:,}). FLOPs per target token (forward + backward, source included): "

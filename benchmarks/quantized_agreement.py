@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,11 +22,12 @@ if __package__ in (None, ""):  # `python benchmarks/quantized_agreement.py`: the
 
 import torch
 
-from benchmarks.common import SHARED_DATA, machine, markdown_table, run_as_program, write_report
+from benchmarks.common import SHARED_DATA, machine, machine_line, markdown_table, run_as_program, write_report
 from benchmarks.file_throughput import QUANTIZED
 
-MODES = ["fp32", *QUANTIZED, "bf16"]
-"""Decoding modes compared: fp32, each `--quantize` mode, bf16 weights (`--precision bf16`)."""
+MODES = ["fp32", *QUANTIZED, "int8-7bit", "bf16"]
+"""Decoding modes compared: fp32, each `--quantize` mode, int8 with the 7-bit weights a CPU without VNNI gets (AVX2
+machines; the same numbers, computed here), bf16 weights (`--precision bf16`)."""
 HELD_OUT = [
     ("ui", "mt/software-ui.en-zh-{lang}.jsonl", ["ug", "kk", "mn"]),
     ("openpecha", "mt/openpecha.bo-zh.jsonl", ["bo"]),
@@ -139,14 +141,30 @@ class FastModeArgs:
     limit: int = 200
     """Held-out examples per language."""
     modes: list[str] = field(default_factory=lambda: list(MODES))
-    """Modes: fp32, int8, fp16 (--quantize) and bf16 (bf16 weights)."""
+    """Modes: fp32, int8, fp16 (--quantize), int8-7bit (int8 as without VNNI) and bf16 (bf16 weights)."""
+    num_beams: int = 1
+    """Beam size (the real-text benchmark decodes greedily; swcm generate's default is 5)."""
     out: Path = Path("benchmarks/results/fast_modes")
     """Results folder (fast_modes.json, fast_modes.md)."""
 
 
+@contextmanager
+def _without_vnni(active: bool):
+    """While active, swcm quantizes as on a CPU without VNNI (7-bit weights)."""
+    from swcm import precision
+
+    has_vnni = precision.cpu_has_vnni
+    if active:
+        precision.cpu_has_vnni = lambda: False
+    try:
+        yield
+    finally:
+        precision.cpu_has_vnni = has_vnni
+
+
 def real_text_scores(args: FastModeArgs) -> dict:
-    """Per mode and held-out language: chrF++, ROUGE-L F, identical-to-fp32 %, decoding seconds (greedy, no repeated
-    3-grams, as the real-text benchmark)."""
+    """Per mode and held-out language: chrF++, ROUGE-L F, identical-to-fp32 %, decoding seconds (`num_beams`, no
+    repeated 3-grams, as the real-text benchmark)."""
     import copy
     import time
 
@@ -163,15 +181,16 @@ def real_text_scores(args: FastModeArgs) -> dict:
     outputs: dict[str, dict[str, list[str]]] = {}
     rows = []
     for mode in args.modes:
-        precision, quantize = ("bf16", "none") if mode == "bf16" else ("fp32", "none" if mode == "fp32" else mode)
-        model, how = prepare_for_inference(copy.deepcopy(base), precision, quantize)
+        precision, quantize = {"fp32": ("fp32", "none"), "bf16": ("bf16", "none")}.get(mode, ("fp32", mode[:4]))
+        with _without_vnni(mode == "int8-7bit"):
+            model, how = prepare_for_inference(copy.deepcopy(base), precision, quantize)
         for name, pattern, langs in HELD_OUT:
             for lang in langs:
                 path = SHARED_DATA / pattern.replace("{lang}", lang)
                 spec = TaskSpec(task="translation", tgt_lang=lang, src_field="zh", tgt_field=lang, split="test")
                 started = time.perf_counter()
                 row, predictions = evaluate_file(
-                    model, tokenizer, path, spec, limit=args.limit, skip_empty=True, num_beams=1,
+                    model, tokenizer, path, spec, limit=args.limit, skip_empty=True, num_beams=args.num_beams,
                     max_new_tokens=64, no_repeat_ngram_size=3, batch_size=32, progress=False,
                 )  # fmt: skip
                 texts = [p["output"] for p in predictions]
@@ -193,7 +212,6 @@ def real_text_scores(args: FastModeArgs) -> dict:
 
 def render_scores(result: dict) -> str:
     info = result["machine"]
-    flags = ", ".join(info.get("cpu_flags", [])) or "none listed"
     fp32 = {r["cell"]: r for r in result["rows"] if r["mode"] == "fp32"}
     table = []
     for r in result["rows"]:
@@ -204,9 +222,9 @@ def render_scores(result: dict) -> str:
         )
     header = ["mode", "held-out", "n", "chrF++", "chrF++ - fp32", "ROUGE-L F", "identical to fp32 %", "seconds"]
     return (
-        f"# Fast decoding modes against fp32 on held-out real text\n\n{info['date']} · {info['cpu']} (CPU flags: "
-        f"{flags}) · model `{result['args']['model']}` · greedy, no repeated 3-grams\n\n"
-        + markdown_table(header, table)
+        f"# Fast decoding modes against fp32 on held-out real text\n\n{machine_line(info)} · model "
+        f"`{result['args']['model']}` · beam {result['args'].get('num_beams', 1)}, no repeated "
+        "3-grams\n\n" + markdown_table(header, table)
     )
 
 

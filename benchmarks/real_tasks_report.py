@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.common import markdown_table, mean_sd
+from benchmarks.common import machine_line, markdown_table, mean_sd
 
 
 def done(folder: Path) -> dict | None:
@@ -91,12 +91,11 @@ def render(result: dict, evaluations: list[tuple[str, str]], stages: list[str], 
     """The markdown: per evaluation (name, what it is) a table of every metric per language and variant; the
     held-out curves' first and last points; minutes per stage; sample outputs; what each variant is."""
     info, summary, runs = result["machine"], result["summary"], result["runs"]
-    flags = ", ".join(info.get("cpu_flags", [])) or "none listed"
     variants = result["args"]["variants"]
     lines = [
         "# Real text: the paper's three tasks in miniature, shared against random decoder",
         "",
-        f"{info['date']} · {info['cpu']} (CPU flags: {flags}) · {info['threads']} threads · size "
+        f"{machine_line(info)} · size "
         f"`{result['args']['size']}` · runs finished or in part: {', '.join(sorted(runs)) or 'none'}. Greedy "
         "decoding, no repeated 3-grams; ROUGE-L with swcm's script tokenizer, mean of per-example F / P / R; mean ± sd "
         "over the seeds that finished a cell (n: examples per seed).",

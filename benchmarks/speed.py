@@ -27,12 +27,12 @@ from benchmarks.file_throughput import decoding_runners, measure_file_throughput
 from benchmarks.peers import build_models
 from benchmarks.quantized_agreement import quantized_agreement
 from benchmarks.speed_report import plot, render_markdown, summarise
-from benchmarks.training_speed import measure_data_pipeline, measure_training
+from benchmarks.training_speed import TrainStepArgs, measure_data_pipeline, measure_training
 from swcm.choices import DEFAULT_ENCODER
 
 
 @dataclass
-class SpeedArgs:
+class SpeedArgs(TrainStepArgs):
     """Arguments of benchmarks/speed.py."""
 
     encoder: str = DEFAULT_ENCODER
@@ -51,12 +51,6 @@ class SpeedArgs:
     """Beam sizes (1 = greedy)."""
     repeats: int = 3
     """Timed repetitions per setting (the median is reported)."""
-    train_batch: int = 16
-    """Training step: sequences per batch."""
-    train_length: int = 64
-    """Training step: source and target tokens per sequence."""
-    train_steps: int = 5
-    """Training step: timed steps per model and precision (after one warm-up step; the median is reported)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
     quick: bool = False
@@ -79,8 +73,6 @@ class SpeedArgs:
     """A trained XLM-SWCM folder (e.g. the quickstart's train/final): quantized against fp32 outputs (None: skip)."""
     agreement_names: int = 0
     """Held-out names per language for the agreement (0: all)."""
-    train_compiled: bool = True
-    """Training step: also time swcm with each layer kind compiled (the recipes' `compile: true`)."""
     skip_grid: bool = False
     """Skip the forced-length grid, the profile and the training step (file throughput and agreement only)."""
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from benchmarks.common import markdown_table
 from benchmarks.quantized_agreement import TIE_MARGINS
+from benchmarks.training_speed import training_markdown, training_ratios
 
 
 def summarise(result: dict) -> dict:
@@ -40,23 +41,7 @@ def summarise(result: dict) -> dict:
                                 "linear_would_be": long / short,
                             }
                         )
-    train = {(r["model"], r["precision"]): r for r in result["training"]}
-    trained = list(dict.fromkeys(r["model"] for r in result["training"]))  # the models and "swcm compiled"
-    training = []
-    for name in trained:
-        fp32, bf16 = train.get((name, "fp32")), train.get((name, "bf16"))
-        if fp32 and bf16:
-            entry = {"model": name, "bf16_speedup": fp32["seconds_per_step"] / bf16["seconds_per_step"]}
-            for peer in trained:
-                if peer != name and (peer, "fp32") in train:
-                    entry[f"flops_ratio_vs_{peer}_fp32"] = (
-                        fp32["achieved_flops"] / train[(peer, "fp32")]["achieved_flops"]
-                    )
-                    entry[f"flops_ratio_vs_{peer}_bf16"] = (
-                        bf16["achieved_flops"] / train[(peer, "bf16")]["achieved_flops"]
-                    )
-            training.append(entry)
-    return {"generation_ratios": ratios, "decode_scaling": scaling, "training": training}
+    return {"generation_ratios": ratios, "decode_scaling": scaling, "training": training_ratios(result["training"])}
 
 
 def file_throughput_markdown(result: dict) -> list[str]:
@@ -248,41 +233,7 @@ def render_markdown(result: dict) -> str:
                 ],
             )
         )
-    out += [
-        "",
-        f"## Training step (forward + backward + AdamW, batch {result['args']['train_batch']} x "
-        f"{result['args']['train_length']} source + {result['args']['train_length']} target tokens)",
-        "",
-    ]
-    out.append(
-        markdown_table(
-            [
-                "model",
-                "precision",
-                "s/step",
-                "tokens/s",
-                "GFLOP/step",
-                "achieved GFLOP/s",
-                "peak memory MiB (above weights + optimizer)",
-            ],
-            [
-                [
-                    r["model"],
-                    r["precision"],
-                    r["seconds_per_step"],
-                    r["tokens_per_s"],
-                    r["flops_per_step"] / 1e9,
-                    r["achieved_flops"] / 1e9,
-                    r["peak_memory_bytes"] / 2**20 if r["peak_memory_bytes"] is not None else None,
-                ]
-                for r in result["training"]
-            ],
-        )
-    )
-    out += ["", "Ratios:", ""]
-    for entry in result["summary"]["training"]:
-        extras = ", ".join(f"{k} {v:.2f}" for k, v in entry.items() if k not in ("model",))
-        out.append(f"- {entry['model']}: {extras}")
+    out += ["", *training_markdown(result["training"], result["args"]["train_batch"], result["args"]["train_length"])]
     pipeline = result.get("data_pipeline")
     if pipeline:
         consume = next(

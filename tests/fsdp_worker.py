@@ -1,8 +1,8 @@
 """Run by tests/test_training.py under `torch.distributed.run` (2 CPU processes, gloo): XLM-SWCM sharded with torch's
 FSDP2 (`fully_shard`, FULL_SHARD; wrap units: every encoder and decoder layer, then the whole model, as
-configs/accelerate/fsdp.yaml asks accelerate to) trains three AdamW steps on its half of each batch; rank 0 also
-trains an unsharded copy on the whole batch. Prints, as JSON, both runs' losses and the largest difference between
-the full state dicts after training."""
+configs/accelerate/fsdp.yaml asks accelerate to) trains three steps of training's (fused) AdamW on its half of each
+batch; rank 0 also trains an unsharded copy on the whole batch. Prints, as JSON, both runs' losses and the largest
+difference between the full state dicts after training."""
 
 import json
 import sys
@@ -13,7 +13,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.fsdp import fully_shard
 
 from swcm import from_encoder
-from swcm.training import fsdp_wrap_classes
+from swcm.training import adamw, fsdp_wrap_classes
 
 
 def token_loss_sum(model, batch) -> torch.Tensor:
@@ -33,8 +33,9 @@ def main(encoder: str) -> None:
         if type(module).__name__ in fsdp_wrap_classes(model):
             fully_shard(module)
     fully_shard(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3) if reference is not None else None
+    cpu = torch.device("cpu")
+    optimizer = adamw(model.parameters(), 1e-3, cpu)  # training's optimizer (fused) over sharded parameters
+    reference_optimizer = adamw(reference.parameters(), 1e-3, cpu) if reference is not None else None
     generator = torch.Generator().manual_seed(1)
     losses, reference_losses = [], []
     for _ in range(3):

@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from benchmarks import ablations, gpu_check, paper_scale, quantized_agreement, speed
+from benchmarks import ablations, decode_modes, gpu_check, paper_scale, quantized_agreement, speed, training_speed
 from benchmarks import init_study as study
 
 from swcm import from_encoder
@@ -230,3 +230,30 @@ def test_fast_modes_are_scored_against_fp32_on_held_out_real_text(tiny_model, tm
     assert all(r["n"] == 3 and 0 <= r["identical_to_fp32"] <= 100 for r in result["rows"])
     assert all(r["identical_to_fp32"] == 100 for r in result["rows"] if r["mode"] == "fp32")
     assert "| int8 | ui:ug | 3 |" in (tmp_path / "fast_modes.md").read_text()
+    how = {r["mode"]: r["how"] for r in result["rows"]}
+    assert "7-bit weights" in how["int8-7bit"], "int8 as a CPU without VNNI quantizes it"
+
+
+def test_decode_modes_times_every_mode_per_shape_and_checks_what_auto_picks(tiny_model, tmp_path):
+    args = decode_modes.DecodeModesArgs(model=tiny_model, shapes=["1x1", "2x2"], batches=1, new_tokens=3, out=tmp_path)
+    result = decode_modes.run(args)
+    assert [(r["batch"], r["beams"], r["rows_per_step"]) for r in result["rows"]] == [(1, 1, 1), (2, 2, 4)]
+    for row in result["rows"]:
+        rates = row["tokens_per_s"]
+        assert {"fp32", "int8", "fp16"} <= set(rates) and all(rate > 0 for rate in rates.values())
+        assert row["fastest"] == max(rates, key=rates.get) and row["auto"] in rates
+        assert row["auto_share_of_fastest"] == rates[row["auto"]] / rates[row["fastest"]]
+    assert "| 2x2 | 4 |" in (tmp_path / "decode_modes.md").read_text()
+
+
+def test_the_training_step_program_compares_swcm_with_bert2bert(tiny_xlmr, tmp_path):
+    args = training_speed.TrainingSpeedArgs(
+        encoder=str(tiny_xlmr), no_prune=True, train_batch=2, train_length=8, train_steps=1, train_compiled=False,
+        out=tmp_path,
+    )  # fmt: skip
+    result = training_speed.run(args)
+    assert {(r["model"], r["precision"]) for r in result["training"]} == {
+        (m, p) for m in ("swcm", "bert2bert") for p in ("fp32", "bf16")
+    }
+    report = (tmp_path / "training_speed.md").read_text()
+    assert "- swcm: bf16_speedup" in report and "flops_ratio_vs_bert2bert_fp32" in report

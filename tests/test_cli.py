@@ -123,7 +123,7 @@ def test_a_tokenizer_of_other_weights_is_refused(tiny_xlmr, tiny_bert, tmp_path,
         ("--max_new_tokens", "-1", "max_new_tokens: must be > 0, got -1"),
         ("--batch_size", "0", "batch_size: must be > 0, got 0"),
         ("--num_beams", "two", "num_beams: expected int; got 'two'"),
-        ("--quantize", "int4", "quantize: expected one of none, int8, fp16; got 'int4'"),
+        ("--quantize", "int4", "quantize: expected one of auto, none, int8, fp16; got 'int4'"),
     ],
 )
 def test_decoding_options_are_checked_up_front(tiny_model, tmp_path, capsys, flag, value, message):

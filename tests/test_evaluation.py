@@ -95,6 +95,7 @@ def test_evaluate_cli_writes_one_row_per_language_and_task(model_dir, tmp_path, 
     assert "| translation | ug | 3 |" in printed and "| translation | bo | 3 |" in printed
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [r["lang"] for r in report["results"]] == ["ug", "bo"]
+    assert "--quantize auto" in report["settings"]["inference"], "the report keeps the mode auto chose"
     assert all(
         {"rougeL_f", "rougeL_p", "rougeL_r", "chrf++", "bleu", "off_target"} <= set(r) for r in report["results"]
     )

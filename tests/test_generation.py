@@ -152,7 +152,7 @@ def test_quantize_covers_what_runs_every_token_and_keeps_the_logits_close(tiny_x
     weight_dtype = torch.qint8 if mode == "int8" else torch.float16
     assert {m._packed_params.dtype for m in rest} == {weight_dtype}
     assert isinstance(quantized.lm_head, ExactTopHead)
-    assert isinstance(quantized.lm_head.quantized, DynamicQuantizedLinear)
+    assert isinstance(quantized.lm_head.low_precision, DynamicQuantizedLinear)
     assert not any(isinstance(m, DynamicQuantizedLinear) for m in quantized.get_encoder().modules()), "encoder fp32"
     with torch.no_grad():
         logits = quantized(**batch, labels=labels).logits
@@ -229,16 +229,76 @@ def test_inference_precision_follows_the_hardware_and_refuses_mixing_int8_with_b
 
     model = from_encoder(tiny_xlmr)
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (False, "AVX2 (mocked)"))
-    fp32, how = prepare_for_inference(model, "auto")
+    fp32, how = prepare_for_inference(model, "auto", "none")
     assert fp32.dtype == torch.float32 and how.startswith("fp32 weights (auto: AVX2 (mocked)")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (True, "AVX512-BF16 (mocked)"))
-    bf16, how = prepare_for_inference(model, "auto")
+    bf16, how = prepare_for_inference(model, "auto", "none")
     assert bf16.dtype == torch.bfloat16 and how.startswith("bf16 weights")
     model = from_encoder(tiny_xlmr)
     with pytest.raises(ValueError, match="use --precision auto or fp32, not bf16"):
         prepare_for_inference(model, "bf16", "int8")
     with pytest.raises(ValueError, match="quantize must be one of"):
         prepare_for_inference(model, "fp32", "int4")
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "rows", "expected"),
+    [
+        (True, 1, "int8"),
+        (True, 31, "int8"),
+        (True, 32, "bf16"),
+        (True, 80, "bf16"),
+        (False, 1, "int8"),
+        (False, 80, "int8"),
+    ],
+)
+def test_quantize_auto_takes_the_fastest_mode_for_the_cpu_and_the_rows_a_step_decodes(
+    tiny_xlmr, monkeypatch, native_bf16, rows, expected
+):
+    """bf16 weights where the CPU has native bf16 and a step decodes BF16_FROM_ROWS rows or more, int8 otherwise
+    (docs/results.md: the same-run measurements behind it); an explicit precision is not overridden."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    from swcm import precision
+    from swcm.generation import BF16_FROM_ROWS, prepare_for_inference
+
+    assert BF16_FROM_ROWS == 32
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: (native_bf16, "the CPU (mocked)"))
+    model, how = prepare_for_inference(from_encoder(tiny_xlmr), "auto", "auto", rows)
+    assert "--quantize auto: " in how, "the choice and its reason are said"
+    quantized = any(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
+    assert quantized == (expected == "int8")
+    if expected == "bf16":
+        assert model.model.decoder.layers[0].ffn1.fc2.weight.dtype == torch.bfloat16
+    exact, how = prepare_for_inference(from_encoder(tiny_xlmr), "fp32", "auto", rows)
+    assert how.startswith("fp32 weights") and not any(isinstance(m, DynamicQuantizedLinear) for m in exact.modules())
+
+
+def test_bf16_weights_rank_the_top_tokens_on_fp32_logits(tiny_xlmr):
+    """bf16 logits sit on a grid of 0.125 near 16: the prepared bf16 model's head gives fp32 logits whose top scores
+    are the fp32 head's on the same (bf16) hidden states."""
+    import copy
+
+    from swcm.generation import ExactTopHead, prepare_for_inference
+
+    torch.manual_seed(0)
+    model, tokenizer = from_encoder(tiny_xlmr, return_tokenizer=True)
+    head = copy.deepcopy(model.lm_head)
+    prepared, how = prepare_for_inference(model, "bf16", "none")
+    assert "bf16 weights, the head's top logits exact" in how
+    assert isinstance(prepared.lm_head, ExactTopHead) and prepared.lm_head.weight.dtype == torch.float32
+    batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    labels = encode_targets(tokenizer, ["世界 你好", "新闻", "中文 世界", "你好"], "bo")
+    with torch.no_grad():
+        outputs = prepared(**batch, labels=labels, output_hidden_states=True)
+        hidden = outputs.decoder_hidden_states[-1]
+        if prepared.head_transform is not None:
+            hidden = prepared.head_transform(hidden)
+        reference = head(hidden.float())
+    assert outputs.logits.dtype == torch.float32
+    top = outputs.logits.topk(4, dim=-1).indices
+    torch.testing.assert_close(outputs.logits.gather(-1, top), reference.gather(-1, top), atol=1e-4, rtol=1e-4)
 
 
 def test_generate_cli_int8_says_what_it_chose(falls_back_to_chinese, tmp_path, capsys):
@@ -252,6 +312,13 @@ def test_generate_cli_int8_says_what_it_chose(falls_back_to_chinese, tmp_path, c
     assert len(out.read_text(encoding="utf-8").splitlines()) == 4
     assert main([*args, "--quantize", "int8", "--precision", "bf16"]) == 2
     assert "use --precision auto or fp32, not bf16" in capsys.readouterr().err
+    # the default: 4 inputs at beam 3 make batches of 4 x 3 = 12 rows (not the 16 x 3 of --batch_size), so int8
+    assert main([*args, "--num_beams", "3", "--max_new_tokens", "4"]) == 0
+    said = capsys.readouterr().err
+    assert "swcm generate: int8: " in said and "(--quantize auto: " in said
+    from swcm.precision import cpu_has_fast_bf16
+
+    assert "12 rows per step" in said or not cpu_has_fast_bf16()[0]
 
 
 def test_outputs_longer_than_the_position_table_are_stopped_there_with_a_warning(falls_back_to_chinese):

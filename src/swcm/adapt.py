@@ -60,7 +60,7 @@ class MLMExamples(PretrainExamples):
 
     def example(self, index: int) -> dict:
         rng = np.random.default_rng([self.settings.seed, index])
-        _, source, (f, line, fraction) = self._choose(rng)
+        _, source, (f, line, fraction) = self._choose(index, rng)
         values, where = source.read(f, line)
         text = " ".join(values)
         sentences = split_sentences(text) or [text]

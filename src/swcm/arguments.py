@@ -100,9 +100,10 @@ class InferenceArgs(CheckedPart):
 
     precision: Precision = "auto"
     """auto (bf16 weights where the device has native bf16, else fp32), bf16, fp16 (CUDA only) or fp32."""
-    quantize: Quantize = "none"
-    """CPU decoding: none, int8 (decoder and LM head in dynamic int8, fastest) or fp16 (their weights in fp16,
-    near-exact); the rest fp32."""
+    quantize: Quantize = "auto"
+    """CPU decoding: auto (with --precision auto: int8 where a step decodes under 32 rows, batch x beams, or the CPU
+    has no native bf16; bf16 weights from 32 rows where it has), none (--precision's weights), int8 (decoder and LM
+    head in dynamic int8) or fp16 (their weights in fp16, near-exact); the rest fp32. On a GPU, auto is none."""
 
     def __post_init__(self):
         check_fields(self, only=own_fields(InferenceArgs))

@@ -21,8 +21,9 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 """Compute precision; auto: bf16 where the device has native bf16, fp16 on older CUDA, else fp32."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
-Quantize = Literal["none", "int8", "fp16"]
-"""CPU decoding: the decoder and LM head in dynamic int8 (fastest) or fp16 weights (near-exact)."""
+Quantize = Literal["auto", "none", "int8", "fp16"]
+"""CPU decoding: auto (the fastest for the CPU and the rows a step decodes: int8, or bf16 weights), none (the
+precision's weights), the decoder and LM head in dynamic int8 or in fp16 weights (near-exact)."""
 QUANTIZE_MODES: tuple[str, ...] = get_args(Quantize)
 
 DecoderInit = Literal["shared", "random"]

@@ -240,6 +240,11 @@ class LocalSource:
         return state
 
 
+# No byte offsets in a dataset: each row counts as ROW_UNITS positions, so a position picks a row and a point inside it
+# (which window of a long document), as a byte does in a local file.
+ROW_UNITS = 1000
+
+
 class HubSource:
     """A Hugging Face dataset (memory-mapped Arrow: random access, never loaded whole into memory)."""
 
@@ -274,28 +279,153 @@ class HubSource:
         self.dataset = self.dataset.select(range(keep))
         return held
 
-    # No byte offsets here: each row counts as ROW_UNITS positions, so a position picks a row and a point inside it
-    # (which window of a long document), as a byte does in a local file.
-    ROW_UNITS = 1000
-
     @property
     def size(self) -> int:
-        return len(self.dataset) * self.ROW_UNITS
+        return len(self.dataset) * ROW_UNITS
 
     @property
     def rows(self) -> int:
         return len(self.dataset)
 
     def locate(self, position: int) -> tuple[int, int, float]:
-        row, within = divmod(int(position), self.ROW_UNITS)
-        return 0, row, within / self.ROW_UNITS
+        row, within = divmod(int(position), ROW_UNITS)
+        return 0, row, within / ROW_UNITS
 
     def read(self, f: int, line: int) -> tuple[list[str], str]:
         row = self.dataset[line]
         return [str(row[name]) for name in self.spec.fields], f"{self.spec.path}[{line}]"
 
 
+class ParquetStream:
+    """Parquet files read one row group at a time, never whole and never copied: local files or any fsspec URL
+    (`hf://datasets/NAME/...parquet` with huggingface_hub). For corpora too large to copy or cache (MC2).
+
+    A stream has no random access, so it is not sampled at a uniform random position as a file is. Each epoch
+    visits its row groups in an order drawn from (seed, epoch, the files' names, not their folders), and the example
+    of index i that takes this source draws its row at random from the row group at cursor i x share (share: the
+    probability that an example takes this source), so the row groups are read in turn, each about as many times as
+    it has rows, and a row group plays the part of a shuffle buffer. It is still a pure function of the index:
+    ranks, workers and a resumed run need no state (datasets' IterableDataset loses its shuffle buffer on resume,
+    datasets#7444, and skips rows by reading them). Each process keeps its last row group."""
+
+    streamed = True
+
+    def __init__(self, spec: SourceSpec, skip_bad: bool):
+        try:
+            import fsspec
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise DataError(f"source {spec.path}: streamed parquet needs pyarrow and fsspec ({err})") from None
+        self.spec, self.skip_bad, self.skipped = spec, skip_bad, 0
+        filesystem, pattern = fsspec.core.url_to_fs(os.path.expanduser(spec.path))
+        self._filesystem = filesystem
+        self.files = sorted(filesystem.glob(pattern))
+        if not self.files:
+            raise DataError(f"source {spec.path}: no such file")
+        self.groups: list[tuple[int, int, int]] = []  # (file, row group, rows)
+        size = 0
+        for f, name in enumerate(self.files):
+            try:
+                with filesystem.open(name, "rb") as handle:
+                    metadata = pq.ParquetFile(handle).metadata
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise DataError(f"source {name}: not a readable parquet file ({err})") from None
+            columns = {metadata.schema.column(c).name: c for c in range(metadata.num_columns)}
+            missing = [name for name in spec.fields if name not in columns]
+            if missing:
+                raise DataError(f"source {name}: fields {missing} not in columns {sorted(columns)}")
+            for g in range(metadata.num_row_groups):
+                group = metadata.row_group(g)
+                if group.num_rows:
+                    self.groups.append((f, g, group.num_rows))
+                    size += sum(group.column(columns[name]).total_uncompressed_size for name in spec.fields)
+        if not self.groups:
+            raise DataError(f"source {spec.path}: no rows")
+        self._bytes = size  # the text's bytes, as a file's size: the mixture weighs streams and files alike
+        self._orders: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._held = 0
+        self._cached: tuple[int, object] | None = None
+
+    @property
+    def size(self) -> int:
+        return self._bytes
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, _, rows in self.groups)
+
+    def hold_out(self, count: int) -> list[list[str]]:
+        """Remove the last `count` rows of the last row group from sampling and return their fields; at least one row
+        stays."""
+        f, g, rows = self.groups[-1]
+        take = min(count, rows - 1)
+        if take <= 0:
+            return []
+        held = [self._row(len(self.groups) - 1, r) for r in range(rows - take, rows)]
+        self.groups[-1] = (f, g, rows - take)
+        held = [values for values in held if values is not None]
+        self._orders.clear()
+        return held
+
+    def _order(self, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row groups in this epoch's order, the rows before each of them in it)."""
+        key = (seed, epoch)
+        if key not in self._orders:
+            names = "\n".join(name.rsplit("/", 1)[-1] for name in self.files)  # the same order wherever they are
+            tag = int.from_bytes(hashlib.sha256(names.encode()).digest()[:4], "little")
+            order = np.random.default_rng([seed, epoch, tag]).permutation(len(self.groups))
+            rows = np.array([self.groups[b][2] for b in order])
+            self._orders = {key: (order, np.cumsum(rows) - rows)}
+        return self._orders[key]
+
+    def locate_streamed(self, cursor: float, seed: int, rng: np.random.Generator) -> tuple[int, int, float]:
+        """(row group, row, fraction of the row before the chosen point) for the example at `cursor` rows into the
+        stream."""
+        epoch, offset = divmod(cursor, self.rows)
+        order, before = self._order(seed, int(epoch))
+        block = int(order[int(np.searchsorted(before, offset, side="right")) - 1])
+        return block, int(rng.integers(self.groups[block][2])), float(rng.random())
+
+    def _table(self, block: int):
+        if self._cached is None or self._cached[0] != block:
+            import pyarrow.parquet as pq
+
+            f, g, _ = self.groups[block]
+            with self._filesystem.open(self.files[f], "rb") as handle:
+                table = pq.ParquetFile(handle).read_row_group(g, columns=list(self.spec.fields))
+            self._cached = (block, {name: table.column(name).to_pylist() for name in self.spec.fields})
+        return self._cached[1]
+
+    def _row(self, block: int, row: int) -> list[str] | None:
+        columns = self._table(block)
+        values = [columns[name][row] for name in self.spec.fields]
+        if any(v is None or not str(v).strip() for v in values):
+            return None
+        return [str(v) for v in values]
+
+    def read(self, block: int, row: int) -> tuple[list[str], str]:
+        """The row's fields and where it is (for messages). An empty or null field fails, or with skip_bad the next
+        usable row of the row group is read instead (counted in `skipped`)."""
+        f, g, rows = self.groups[block]
+        for step in range(rows):
+            values = self._row(block, (row + step) % rows)
+            where = f"{self.files[f]} (row group {g}, row {(row + step) % rows})"
+            if values is not None:
+                return values, where
+            if not self.skip_bad:
+                raise DataError(f"{where}: empty or null field in {self.spec.fields} (skip_bad skips such rows)")
+            self.skipped += 1
+        raise DataError(f"{self.files[f]} (row group {g}): no row with every field of {self.spec.fields}")
+
+    def __getstate__(self):  # the cached row group stays out of worker copies
+        state = dict(self.__dict__)
+        state["_cached"] = None
+        return state
+
+
 def open_source(spec: SourceSpec, skip_bad: bool, cache_dir: Path | None):
+    if spec.stream:
+        return ParquetStream(spec, skip_bad)
     if spec.path.startswith("hf:") or spec.path.endswith(".parquet"):
         return HubSource(spec)
     return LocalSource(spec, skip_bad, cache_dir)
@@ -379,21 +509,28 @@ class PretrainExamples:
         self._tasks = (list(mixture.task_probs), np.array(list(mixture.task_probs.values())))
         self._groups = {t: (list(g), np.array(list(g.values()))) for t, g in mixture.group_probs.items()}
         self._members = {}
+        self._shares: dict[int, float] = {}  # a streamed source's share of the examples: its cursor's speed
         for group, members in mixture.group_sources.items():
             sizes = np.array([self.sources[i].size for i in members], dtype=np.float64)
             self._members[group] = ([self.sources[i] for i in members], sizes / sizes.sum())
+            for i, member_p in zip(members, sizes / sizes.sum(), strict=True):
+                task, lang_p = group[0], mixture.group_probs[group[0]][group]
+                self._shares[i] = mixture.task_probs[task] * lang_p * member_p
 
-    def _choose(self, rng: np.random.Generator):
+    def _choose(self, index: int, rng: np.random.Generator):
         tasks, task_p = self._tasks
         task = tasks[rng.choice(len(tasks), p=task_p)]
         groups, group_p = self._groups[task]
         members, member_p = self._members[groups[rng.choice(len(groups), p=group_p)]]
         source = members[rng.choice(len(members), p=member_p)]
+        if getattr(source, "streamed", False):
+            cursor = index * self._shares[self.sources.index(source)]
+            return task, source, source.locate_streamed(cursor, self.settings.seed, rng)
         return task, source, source.locate(int(rng.integers(source.size)))
 
     def example(self, index: int) -> dict:
         rng = np.random.default_rng([self.settings.seed, index])
-        task, source, (f, line, fraction) = self._choose(rng)
+        task, source, (f, line, fraction) = self._choose(index, rng)
         values, where = source.read(f, line)
         if task == "dae":
             ids, labels = self._dae(values, fraction, source.spec.lang, rng)

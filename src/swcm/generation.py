@@ -7,6 +7,7 @@ back to Chinese, the failure the paper reports for mBART and LLaMA baselines. Ot
 
 from __future__ import annotations
 
+import copy
 import sys
 import unicodedata
 import warnings
@@ -75,23 +76,25 @@ class FullRangeInt8Linear(DynamicQuantizedLinear):
 
 
 class ExactTopHead(nn.Module):
-    """A quantized LM head whose `top_k` largest logits per position are recomputed from the fp32 weights.
+    """A low-precision LM head (int8 or fp16 weights, or bf16) whose `top_k` largest logits per position are
+    recomputed in fp32 from the fp32 weights; the logits come out in fp32.
 
     Greedy and beam search pick among the top few tokens, so ranking them on exact scores removes the head's share of
-    the quantization error at the cost of `top_k` dot products per position; the head stays quantized for the bytes
-    read per token (a third of them in the quickstart's model)."""
+    the error at the cost of `top_k` dot products per position; the head stays low-precision for the bytes read per
+    token (a third of them in the quickstart's model). bf16 logits alone are coarse: 8 bits of mantissa put logits
+    near 16 on a grid of 0.125, where beams and greedy choices tie."""
 
-    def __init__(self, head: nn.Linear, quantized: nn.Module, top_k: int = 16):
+    def __init__(self, head: nn.Linear, low_precision: nn.Module, top_k: int = 16):
         super().__init__()
-        self.quantized, self.weight, self.bias, self.top_k = quantized, head.weight, head.bias, top_k
+        self.low_precision, self.weight, self.bias, self.top_k = low_precision, head.weight, head.bias, top_k
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        logits = self.quantized(hidden_states)
+        logits = self.low_precision(hidden_states).float()  # a fresh tensor (a no-op cast of one): written in place
         top = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).indices
-        exact = torch.einsum("...d,...kd->...k", hidden_states, self.weight[top])
+        exact = torch.einsum("...d,...kd->...k", hidden_states.to(self.weight.dtype), self.weight[top])
         if self.bias is not None:
             exact = exact + self.bias[top]
-        return logits.scatter_(-1, top, exact)  # in place: the quantized head's output is a fresh tensor
+        return logits.scatter_(-1, top, exact)
 
 
 def quantize_weights(model, mode: Quantize) -> list[str]:
@@ -121,15 +124,46 @@ def quantize_weights(model, mode: Quantize) -> list[str]:
     return names
 
 
-def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "none"):
+# `--quantize auto` on a CPU. int8 weights are a quarter of fp32's bytes, and a step that decodes few rows (batch x
+# beams) is bound by reading the weights; once a step's multiplies dominate, bf16 weights win where the CPU has
+# native bf16 (AVX512-BF16, AMX). Measured same-run, 48 tokens forced (docs/results.md, benchmarks/decode_modes.py):
+# on a Xeon with AMX the fastest mode changes between 30 rows (6 x beam 5: int8) and 32 (32 x greedy: bf16); an
+# EPYC with AVX512-BF16 agrees (16 rows: int8; 80: bf16).
+BF16_FROM_ROWS = 32
+
+
+def fast_cpu_mode(rows_per_step: int) -> tuple[str, str]:
+    """(the fastest decoding mode on this CPU for `rows_per_step` rows, int8 or bf16 (weights); why, in words)."""
+    from .precision import cpu_has_fast_bf16
+
+    fast_bf16, detected = cpu_has_fast_bf16()
+    if fast_bf16 and rows_per_step >= BF16_FROM_ROWS:
+        return "bf16", f"{rows_per_step} rows per step, at least {BF16_FROM_ROWS}, and {detected}"
+    if torch.backends.quantized.engine not in ("x86", "fbgemm"):  # the int8 kernels measured are fbgemm's
+        return ("bf16" if fast_bf16 else "fp32"), f"no fbgemm int8 kernels here ({detected})"
+    if fast_bf16:
+        return "int8", f"{rows_per_step} rows per step, under {BF16_FROM_ROWS}: int8 reads the fewest bytes"
+    return "int8", f"no native bf16 ({detected}): int8 is fastest at every batch"
+
+
+def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "auto", rows_per_step: int = 1):
     """(the model in eval mode, cast or quantized for decoding; one line saying what was chosen and why).
 
     `precision` follows `resolve_precision` (auto: bf16 weights where the device has native bf16, else fp32);
-    `quantize` (int8, fp16) is CPU decoding with `quantize_weights`, the rest of the model in fp32."""
+    `quantize` (int8, fp16) is CPU decoding with `quantize_weights`, the rest of the model in fp32. `quantize` auto,
+    with precision auto on a CPU, takes `fast_cpu_mode(rows_per_step)` (rows: batch x beams); elsewhere, or with a
+    precision asked for, it is none. Low-precision weights rank the top logits in fp32 (`ExactTopHead`)."""
     from .precision import cpu_has_vnni, resolve_precision
 
     if quantize not in QUANTIZE_MODES:
         raise RecipeError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    chosen = ""
+    if quantize == "auto":
+        quantize = "none"
+        if model.device.type == "cpu" and precision == "auto":
+            mode, why = fast_cpu_mode(rows_per_step)
+            chosen = f" (--quantize auto: {why})"
+            quantize, precision = ("none", mode) if mode in ("bf16", "fp32") else (mode, "fp32")
     model.eval()
     if model.device.type == "cpu":
         # decoding attends from one query per step: on CPU, attention written out beats SDPA's kernel there (int8:
@@ -149,12 +183,16 @@ def prepare_for_inference(model, precision: str = "auto", quantize: Quantize = "
         if quantize == "int8":
             kind = f"torch dynamic int8 ({'8-bit weights: VNNI' if cpu_has_vnni() else '7-bit weights: no VNNI'})"
         return model, (
-            f"{quantize}: {count} decoder / LM-head Linear layers in {kind}, the head's top logits exact, the rest fp32"
+            f"{quantize}: {count} decoder / LM-head Linear layers in {kind}, the head's top logits exact, the rest "
+            f"fp32{chosen}"
         )
     choice = resolve_precision(precision, model.device)
     if choice.precision != "fp32":
+        head = copy.deepcopy(model.lm_head)  # fp32, for the exact top logits
         model.to(choice.dtype)
-    return model, f"{choice.precision} weights ({choice.reason})"
+        model.lm_head = ExactTopHead(head, model.lm_head)
+    top = ", the head's top logits exact" if choice.precision != "fp32" else ""
+    return model, f"{choice.precision} weights{top} ({choice.reason}){chosen}"
 
 
 def allowed_tokens(tokenizer, lang: str, vocab_size: int, tag_ids: dict[str, int]) -> torch.Tensor:
@@ -306,7 +344,8 @@ def generate_command(args: GenerateArgs) -> None:
     empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
     if empty and not args.skip_empty:
         raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")
-    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize)
+    rows = min(args.batch_size, max(1, len(lines) - len(empty))) * args.num_beams  # a short input: smaller batches
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize, rows)
     print(f"swcm generate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     keep = [i for i, line in enumerate(lines) if line.strip()]

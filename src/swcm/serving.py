@@ -89,13 +89,14 @@ class Generator:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, limits: ServeLimits, precision: str = "auto", quantize: str = "none"
+        cls, model_dir: str | Path, limits: ServeLimits, precision: str = "auto", quantize: str = "auto"
     ) -> Generator:
         from transformers import AutoTokenizer
 
         path = Path(model_dir)
         check_model_dir(path)
-        model, how = prepare_for_inference(load_model_folder(path), precision, quantize)
+        # one request at a time, at the default beam: the rows of a step
+        model, how = prepare_for_inference(load_model_folder(path), precision, quantize, DEFAULT_BEAMS)
         generator = cls(model, AutoTokenizer.from_pretrained(path), limits, str(path))
         generator.inference = how
         return generator
@@ -378,7 +379,7 @@ def serve(
     port: int = 8000,
     limits: ServeLimits | None = None,
     precision: str = "auto",
-    quantize: str = "none",
+    quantize: str = "auto",
 ) -> None:
     import uvicorn
 

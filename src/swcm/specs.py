@@ -44,6 +44,10 @@ class SourceSpec:
     """Text field(s): dae default [text]; mt default the two language codes. .txt files have one field, text."""
     hub_split: str = "train"
     """Split of a hub dataset."""
+    stream: bool = False
+    """Read parquet files (a local glob, or an fsspec URL: hf://datasets/NAME/...parquet) one row group at a time,
+    for corpora too large to copy (MC2): row groups in a seeded order per epoch, rows drawn within the current one
+    (data.ParquetStream). Needs pyarrow."""
     split: Split = "all"
     """all: every line; train / test: one side of the stable hash split of split_field, the split a task file with
     the same split field and test_share makes, so that pretraining never reads what fine-tuning and evaluation hold
@@ -58,6 +62,13 @@ class SourceSpec:
         check_fields(self, where=f"source {self.path}: ", shares=("test_share",))
         if self.split != "all" and not self.test_share > 0:
             raise RecipeError(f"source {self.path}: test_share must be > 0 with split {self.split}")
+        if self.stream and not self.path.endswith(".parquet"):
+            raise RecipeError(f"source {self.path}: stream reads parquet files (a path or pattern ending in .parquet)")
+        if self.stream and self.split != "all":
+            raise RecipeError(
+                f"source {self.path}: a streamed source cannot be split (its rows are never all read); split the "
+                "files beforehand"
+            )
         if self.split_field and self.path.endswith((".txt", ".tsv")):
             raise RecipeError(f"source {self.path}: split_field needs named fields (.jsonl or a hub dataset)")
         if self.task == "dae":

@@ -93,6 +93,33 @@ def recompute_layers(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse rather than hand it back to the OS (process-wide; True if
+    it was set). A CPU training step frees and re-allocates the same large activations every step; by default glibc
+    returns blocks over its mmap / trim thresholds to the OS, and each step pays for faulting the pages back in:
+    measured ~400,000 page faults and 8% of an fp32 step of the speed benchmark's swcm (2.83 -> 2.60 s, Xeon, 2
+    threads). The process then holds its peak memory between steps, which training reaches every step anyway."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h; both values are ints, so at most 2 GiB - 1
+    return bool(mallopt(m_mmap_threshold, 2**30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def adamw(parameters, lr: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where it has one (CPU, CUDA): one pass over all parameters instead of a
+    Python loop over them (measured: 0.23 -> 0.06 s of a 2.6 s CPU step). Elsewhere torch's default."""
+    return torch.optim.AdamW(parameters, lr=lr, fused=True if device.type in ("cpu", "cuda") else None)
+
+
 def measure_data_throughput(examples: PretrainExamples, count: int = 64) -> float:
     """Examples per second that one worker tokenises and noises."""
     started = time.perf_counter()
@@ -329,6 +356,8 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
         gradient_accumulation_steps=recipe.accumulation(_world()),
         **compiling,
     )
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     world, rank = accelerator.num_processes, accelerator.process_index
     if world != _world():
         raise DataError(f"the launcher started {_world()} processes but accelerate formed a group of {world}")
@@ -361,7 +390,7 @@ def _train(recipe, prepare, out, resume, stop_after, evaluate, overwrite, create
 
     if recipe.gradient_checkpointing:
         recompute_layers(model)
-    optimizer = torch.optim.AdamW(parameter_groups(model, recipe), lr=recipe.lr)
+    optimizer = adamw(parameter_groups(model, recipe), recipe.lr, accelerator.device)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     sharded = accelerator.distributed_type == DistributedType.FSDP
