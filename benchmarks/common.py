@@ -106,6 +106,15 @@ def machine() -> dict:
     return info
 
 
+DECODING_MODES = {
+    "fp32": ("fp32", "none"),
+    "int8": ("fp32", "int8"),
+    "fp16": ("fp32", "fp16"),
+    "bf16": ("bf16", "none"),
+}
+"""Each way `swcm generate` decodes, as the (precision, quantize) it gives `prepare_for_inference`."""
+
+
 def machine_line(info: dict) -> str:
     """The one line every report opens with: when, on which CPU (its flags) and threads, with which torch."""
     flags = ", ".join(info.get("cpu_flags", [])) or "none listed"

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # `python benchmarks/decode_modes.py`: the reposi
 import torch
 
 from benchmarks.common import (
+    DECODING_MODES,
     benchmark_encoder,
     machine,
     machine_line,
@@ -56,10 +57,8 @@ def _modes(model) -> dict:
     from swcm.generation import prepare_for_inference
     from swcm.precision import cpu_has_fast_bf16
 
-    settings = {"fp32": ("fp32", "none"), "int8": ("fp32", "int8"), "fp16": ("fp32", "fp16")}
-    if cpu_has_fast_bf16()[0]:
-        settings["bf16"] = ("bf16", "none")
-    return {mode: prepare_for_inference(copy.deepcopy(model), *setting)[0] for mode, setting in settings.items()}
+    modes = [mode for mode in DECODING_MODES if mode != "bf16" or cpu_has_fast_bf16()[0]]
+    return {mode: prepare_for_inference(copy.deepcopy(model), *DECODING_MODES[mode])[0] for mode in modes}
 
 
 def run(args: DecodeModesArgs) -> dict:

@@ -22,7 +22,15 @@ if __package__ in (None, ""):  # `python benchmarks/quantized_agreement.py`: the
 
 import torch
 
-from benchmarks.common import SHARED_DATA, machine, machine_line, markdown_table, run_as_program, write_report
+from benchmarks.common import (
+    DECODING_MODES,
+    SHARED_DATA,
+    machine,
+    machine_line,
+    markdown_table,
+    run_as_program,
+    write_report,
+)
 from benchmarks.file_throughput import QUANTIZED
 
 MODES = ["fp32", *QUANTIZED, "int8-7bit", "bf16"]
@@ -181,7 +189,7 @@ def real_text_scores(args: FastModeArgs) -> dict:
     outputs: dict[str, dict[str, list[str]]] = {}
     rows = []
     for mode in args.modes:
-        precision, quantize = {"fp32": ("fp32", "none"), "bf16": ("bf16", "none")}.get(mode, ("fp32", mode[:4]))
+        precision, quantize = DECODING_MODES[mode.removesuffix("-7bit")]
         with _without_vnni(mode == "int8-7bit"):
             model, how = prepare_for_inference(copy.deepcopy(base), precision, quantize)
         for name, pattern, langs in HELD_OUT:

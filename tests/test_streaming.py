@@ -61,7 +61,7 @@ def test_a_streamed_source_reads_its_row_groups_in_turn_in_a_seeded_order(
     reads = []
     table = ParquetStream._table
     monkeypatch.setattr(ParquetStream, "_table", lambda self, block: (reads.append(block), table(self, block))[1])
-    share = examples._shares[0]
+    share = examples.mixture.group_probs["dae"][("dae", "ug")]  # one task, one source in its group
     count = int(2 * stream.rows / share)  # two epochs of the stream
     for i in range(count):
         examples.example(i)

@@ -342,17 +342,13 @@ class ParquetStream:
         if not self.groups:
             raise DataError(f"source {spec.path}: no rows")
         self._bytes = size  # the text's bytes, as a file's size: the mixture weighs streams and files alike
+        self.rows = sum(rows for _, _, rows in self.groups)  # kept, not summed: every example reads it
         self._orders: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        self._held = 0
         self._cached: tuple[int, object] | None = None
 
     @property
     def size(self) -> int:
         return self._bytes
-
-    @property
-    def rows(self) -> int:
-        return sum(rows for _, _, rows in self.groups)
 
     def hold_out(self, count: int) -> list[list[str]]:
         """Remove the last `count` rows of the last row group from sampling and return their fields; at least one row
@@ -363,6 +359,7 @@ class ParquetStream:
             return []
         held = [self._row(len(self.groups) - 1, r) for r in range(rows - take, rows)]
         self.groups[-1] = (f, g, rows - take)
+        self.rows -= take
         held = [values for values in held if values is not None]
         self._orders.clear()
         return held
@@ -509,24 +506,22 @@ class PretrainExamples:
         self._tasks = (list(mixture.task_probs), np.array(list(mixture.task_probs.values())))
         self._groups = {t: (list(g), np.array(list(g.values()))) for t, g in mixture.group_probs.items()}
         self._members = {}
-        self._shares: dict[int, float] = {}  # a streamed source's share of the examples: its cursor's speed
         for group, members in mixture.group_sources.items():
             sizes = np.array([self.sources[i].size for i in members], dtype=np.float64)
             self._members[group] = ([self.sources[i] for i in members], sizes / sizes.sum())
-            for i, member_p in zip(members, sizes / sizes.sum(), strict=True):
-                task, lang_p = group[0], mixture.group_probs[group[0]][group]
-                self._shares[i] = mixture.task_probs[task] * lang_p * member_p
 
     def _choose(self, index: int, rng: np.random.Generator):
         tasks, task_p = self._tasks
-        task = tasks[rng.choice(len(tasks), p=task_p)]
-        groups, group_p = self._groups[task]
-        members, member_p = self._members[groups[rng.choice(len(groups), p=group_p)]]
-        source = members[rng.choice(len(members), p=member_p)]
-        if getattr(source, "streamed", False):
-            cursor = index * self._shares[self.sources.index(source)]
-            return task, source, source.locate_streamed(cursor, self.settings.seed, rng)
-        return task, source, source.locate(int(rng.integers(source.size)))
+        t = rng.choice(len(tasks), p=task_p)
+        groups, group_p = self._groups[tasks[t]]
+        g = rng.choice(len(groups), p=group_p)
+        members, member_p = self._members[groups[g]]
+        m = rng.choice(len(members), p=member_p)
+        source = members[m]
+        if getattr(source, "streamed", False):  # its cursor moves at its share of the examples
+            cursor = index * task_p[t] * group_p[g] * member_p[m]
+            return tasks[t], source, source.locate_streamed(cursor, self.settings.seed, rng)
+        return tasks[t], source, source.locate(int(rng.integers(source.size)))
 
     def example(self, index: int) -> dict:
         rng = np.random.default_rng([self.settings.seed, index])

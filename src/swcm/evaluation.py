@@ -222,8 +222,8 @@ def evaluate_command(args: EvaluateArgs) -> str:
         )
         jobs.append((lang, fill["data"], spec))
     check_output_folder(args.out)
-    rows = args.batch_size * args.num_beams
-    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize, rows)
+    rows_per_step = args.batch_size * args.num_beams
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize, rows_per_step)
     print(f"swcm evaluate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

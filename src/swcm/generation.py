@@ -344,8 +344,8 @@ def generate_command(args: GenerateArgs) -> None:
     empty = [n for n, line in enumerate(lines, 1) if not line.strip()]
     if empty and not args.skip_empty:
         raise DataError(f"{name}:{empty[0]}: empty input line ({len(empty)} in all; --skip_empty answers them empty)")
-    rows = min(args.batch_size, max(1, len(lines) - len(empty))) * args.num_beams  # a short input: smaller batches
-    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize, rows)
+    rows_per_step = min(args.batch_size, max(1, len(lines) - len(empty))) * args.num_beams  # short input: small batches
+    model, how = prepare_for_inference(load_model_folder(args.model), args.precision, args.quantize, rows_per_step)
     print(f"swcm generate: {how}", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     keep = [i for i, line in enumerate(lines) if line.strip()]
